@@ -1,0 +1,14 @@
+/* backend.c - the table of backend types. */
+#include "backends/backend.h"
+
+#include <stddef.h>
+
+const struct backend_ops *
+backend_ops_for(enum backend_type type)
+{
+  switch (type) {
+  case BACKEND_MQTT:
+    return &mqtt_backend_ops;
+  }
+  return NULL;
+}

@@ -1,0 +1,55 @@
+/* backend.h - the interface every delivery backend implements.
+ *
+ * The delivery scheduler (gateway/delivery.c) owns the spool side: it picks
+ * due deliveries in event order, loads each event and hands it to the
+ * backend's deliver(). The backend answers once, through done(), on the main
+ * loop thread. A delivery may take several phases (MQTT: phase 0 publishes
+ * ON, phase 1 the gateway-made OFF after the hold): DELIVER_LATER asks to be
+ * called again with next_phase after delay_ms. */
+#ifndef CAMGATE_BACKEND_H
+#define CAMGATE_BACKEND_H
+
+#include <stdint.h>
+
+#include "config/config.h"
+#include "gateway/event.h"
+
+struct event_base;
+struct notify;
+
+enum deliver_status {
+  DELIVER_DONE,      /* delivered; the delivery is finished */
+  DELIVER_RETRY,     /* transient failure; retry with backoff */
+  DELIVER_FAILED,    /* permanent failure; keep the error, stop */
+  DELIVER_LATER      /* go on at next_phase after delay_ms */
+};
+
+typedef void (*deliver_done_fn)(void *ctx, enum deliver_status st,
+                                int next_phase, int64_t delay_ms,
+                                const char *error);
+
+struct backend_ops {
+  const char *type;
+  /* Returns the backend state, or NULL with a reason in err. bc and cfg
+   * stay valid until close(). */
+  void *(*open)(const struct backend_conf *bc, const struct config *cfg,
+                struct event_base *base, struct notify *n, char *err,
+                size_t errsz);
+  /* How many deliveries may be in flight now: 0 while disconnected. */
+  int (*capacity)(void *b);
+  /* Starts delivering ev (read-only, valid until done() is called). done
+   * is called exactly once, never from inside deliver() itself. */
+  void (*deliver)(void *b, const struct event *ev, int phase,
+                  deliver_done_fn done, void *ctx);
+  /* Returns 1 when nothing is in flight (for shutdown). */
+  int (*idle)(void *b);
+  /* Fails what is in flight with DELIVER_RETRY, then frees. */
+  void (*close)(void *b);
+};
+
+/* Returns the ops for a backend type. */
+const struct backend_ops *backend_ops_for(enum backend_type type);
+
+extern const struct backend_ops mqtt_backend_ops;
+
+#endif

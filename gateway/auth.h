@@ -1,0 +1,33 @@
+/* auth.h - camera logins: password hashes and failure throttling.
+ *
+ * Hashes are crypt(3) strings, yescrypt ("$y$") by default. Checking one
+ * costs tens of milliseconds by design, too much for a camera that logs in
+ * for every alert, so a successful check is remembered: a keyed SHA-256 of
+ * (user, password) is kept in memory, never the password. */
+#ifndef CAMGATE_AUTH_H
+#define CAMGATE_AUTH_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "config/config.h"
+
+/* Returns a new crypt(3) yescrypt hash of password (caller frees), or NULL
+ * with errno set. */
+char *auth_hash_password(const char *password);
+
+/* Returns the camera when user and password are right, NULL otherwise.
+ * Compares in constant time; uses and fills the success cache. */
+const struct camera_conf *auth_check(const struct config *cfg,
+                                     const char *user, const char *password);
+
+/* Drops the success cache (on config reload). */
+void auth_cache_clear(void);
+
+/* Failure throttling per source address. auth_blocked() returns the number
+ * of seconds the address must still wait (0: may try). */
+int auth_blocked(const struct config *cfg, const struct sockaddr *sa);
+void auth_failed(const struct config *cfg, const struct sockaddr *sa);
+void auth_succeeded(const struct sockaddr *sa);
+
+#endif

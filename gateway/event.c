@@ -1,0 +1,147 @@
+/* event.c - see event.h. */
+#include "gateway/event.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gateway/log.h"
+
+struct event *
+event_new(void)
+{
+  struct event *ev = xcalloc(1, sizeof(*ev));
+
+  ev->state = EVENT_PULSE;
+  return ev;
+}
+
+void
+event_free(struct event *ev)
+{
+  if (ev == NULL)
+    return;
+  free(ev->camera);
+  free(ev->camera_name);
+  free(ev->source);
+  free(ev->kind);
+  free(ev->title);
+  free(ev->text);
+  for (size_t i = 0; i < ev->natt; i++) {
+    free(ev->att[i].name);
+    free(ev->att[i].content_type);
+    free(ev->att[i].data);
+  }
+  free(ev->att);
+  for (size_t i = 0; i < ev->nlabels; i++) {
+    free(ev->labels[i].key);
+    free(ev->labels[i].value);
+  }
+  free(ev->labels);
+  free(ev);
+}
+
+void
+event_set(char **field, const char *value)
+{
+  free(*field);
+  *field = value ? xstrdup(value) : NULL;
+}
+
+void
+event_add_attachment_owned(struct event *ev, const char *name,
+                           const char *content_type, unsigned char *data,
+                           size_t len)
+{
+  struct attachment *a;
+
+  ev->att = xrealloc(ev->att, (ev->natt + 1) * sizeof(*ev->att));
+  a = &ev->att[ev->natt++];
+  a->name = xstrdup(name ? name : "snapshot");
+  a->content_type = xstrdup(content_type ? content_type
+                                         : "application/octet-stream");
+  a->data = data;
+  a->len = len;
+}
+
+void
+event_add_attachment(struct event *ev, const char *name,
+                     const char *content_type, const unsigned char *data,
+                     size_t len)
+{
+  unsigned char *copy = xmalloc(len);
+
+  if (len)
+    memcpy(copy, data, len);
+  event_add_attachment_owned(ev, name, content_type, copy, len);
+}
+
+void
+event_add_label(struct event *ev, const char *key, const char *value)
+{
+  ev->labels = xrealloc(ev->labels, (ev->nlabels + 1) * sizeof(*ev->labels));
+  ev->labels[ev->nlabels].key = xstrdup(key);
+  ev->labels[ev->nlabels].value = xstrdup(value ? value : "");
+  ev->nlabels++;
+}
+
+const char *
+event_label(const struct event *ev, const char *key)
+{
+  for (size_t i = 0; i < ev->nlabels; i++)
+    if (strcmp(ev->labels[i].key, key) == 0)
+      return ev->labels[i].value;
+  return NULL;
+}
+
+static const char *const state_names[] = {"pulse", "start", "stop"};
+
+const char *
+event_state_name(enum event_state st)
+{
+  if ((unsigned)st > EVENT_STOP)
+    return "pulse";
+  return state_names[st];
+}
+
+int
+event_state_parse(const char *name, enum event_state *out)
+{
+  for (int i = 0; i <= EVENT_STOP; i++) {
+    if (strcmp(name, state_names[i]) == 0) {
+      *out = (enum event_state)i;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+const struct attachment *
+event_snapshot(const struct event *ev)
+{
+  for (size_t i = 0; i < ev->natt; i++) {
+    const char *ct = ev->att[i].content_type;
+
+    if (strcmp(ct, "image/jpeg") == 0 || strcmp(ct, "image/png") == 0)
+      return &ev->att[i];
+  }
+  return NULL;
+}
+
+int64_t
+now_ms(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t
+mono_ms(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}

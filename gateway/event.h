@@ -1,0 +1,74 @@
+/* event.h - the normalized camera event.
+ *
+ * Every ingest builds one of these; the spool stores it; the router and the
+ * backends read it. Ingest and backends meet only here and at the spool. */
+#ifndef CAMGATE_EVENT_H
+#define CAMGATE_EVENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum event_state { EVENT_PULSE, EVENT_START, EVENT_STOP };
+
+struct attachment {
+  char *name;           /* file name as the camera gave it, or made up */
+  char *content_type;   /* "image/jpeg", "image/png", ... */
+  unsigned char *data;
+  size_t len;
+};
+
+struct label {
+  char *key;
+  char *value;
+};
+
+struct event {
+  int64_t id;             /* spool id; 0 until stored */
+  char *camera;           /* camera id (config id, or channel-derived) */
+  char *camera_name;      /* display name */
+  char *source;           /* "smtp", "ftp", "onvif", "http" */
+  char *kind;             /* "motion", "person", ..., "alert" */
+  enum event_state state;
+  int64_t device_time;    /* ms since epoch as the device said; 0 unknown */
+  int64_t recv_time;      /* ms since epoch when camgate received it */
+  char *title;
+  char *text;
+  struct attachment *att;
+  size_t natt;
+  struct label *labels;
+  size_t nlabels;
+};
+
+/* Returns a zeroed event; never NULL. Free with event_free(). */
+struct event *event_new(void);
+/* Frees ev and everything it owns; NULL is fine. */
+void event_free(struct event *ev);
+
+/* Replaces *field with a copy of value (NULL clears it). */
+void event_set(char **field, const char *value);
+
+/* Copies name, content_type and data into a new attachment. */
+void event_add_attachment(struct event *ev, const char *name,
+                          const char *content_type,
+                          const unsigned char *data, size_t len);
+/* Takes ownership of data (malloc'd). */
+void event_add_attachment_owned(struct event *ev, const char *name,
+                                const char *content_type,
+                                unsigned char *data, size_t len);
+void event_add_label(struct event *ev, const char *key, const char *value);
+/* Returns the value of the first label named key, or NULL. */
+const char *event_label(const struct event *ev, const char *key);
+
+const char *event_state_name(enum event_state st);
+/* Returns 0 and sets *out for "pulse", "start", "stop"; -1 otherwise. */
+int event_state_parse(const char *name, enum event_state *out);
+
+/* Returns the first image attachment (JPEG or PNG), or NULL. */
+const struct attachment *event_snapshot(const struct event *ev);
+
+/* Milliseconds since the epoch, wall clock. */
+int64_t now_ms(void);
+/* Monotonic milliseconds. */
+int64_t mono_ms(void);
+
+#endif

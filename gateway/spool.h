@@ -1,0 +1,80 @@
+/* spool.h - durability: SQLite in WAL mode, with group commit.
+ *
+ * One writer thread owns every write. Sessions hand it finished events; it
+ * gathers what has queued up, writes all of it in one transaction with one
+ * fsync (synchronous=FULL), and only then tells each session, through the
+ * main loop, that its event is stored, so the session can send the camera
+ * its OK. The main thread reads (due deliveries, events) on a connection of
+ * its own; WAL lets readers and the writer proceed together.
+ *
+ * Tables: events, attachments (the data in the row, or in a file under
+ * att/ beside the database when large), deliveries (one per event and
+ * backend: state, phase, attempts, next try, last error). */
+#ifndef CAMGATE_SPOOL_H
+#define CAMGATE_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gateway/event.h"
+#include "gateway/router.h"
+
+struct spool;
+struct notify;
+
+enum delivery_state { DELIVERY_PENDING, DELIVERY_DONE, DELIVERY_FAILED };
+
+struct delivery {
+  int64_t id;
+  int64_t event_id;
+  int phase;
+  int attempts;
+};
+
+/* Called on the main loop thread. ok is 1 when stored; event_id is the new
+ * event's id (0 when ok is 0 or the event was a duplicate). */
+typedef void (*spool_stored_fn)(void *arg, int ok, int64_t event_id);
+typedef void (*spool_written_fn)(void *arg, int ok);
+
+/* Opens (creating) dir/spool.db and starts the writer. n receives the
+ * completions. Returns NULL with a reason in err. */
+struct spool *spool_open(const char *dir, struct notify *n, char *err,
+                         size_t errsz);
+/* Writes what is queued, stops the writer, closes. NULL is fine. */
+void spool_close(struct spool *sp);
+
+/* Queues ev (ownership passes to the spool) with one pending delivery per
+ * route, for the next group commit. stored(arg, ...) follows on the main
+ * loop. routes' strings are copied. */
+void spool_submit(struct spool *sp, struct event *ev,
+                  const struct route *routes, size_t nroutes,
+                  spool_stored_fn stored, void *arg);
+
+/* Queues a delivery update; written(arg, ok) follows (fn may be NULL). */
+void spool_update_delivery(struct spool *sp, int64_t delivery_id,
+                           enum delivery_state st, int phase, int attempts,
+                           int64_t next_try_ms, const char *error,
+                           spool_written_fn written, void *arg);
+
+/* Queues removal of events older than retention_s whose deliveries are all
+ * finished, with their attachments. */
+void spool_prune(struct spool *sp, int64_t retention_s);
+
+/* Main thread reads. spool_due fills out with up to max pending deliveries
+ * of backend whose next try is due at now_ms, oldest event first, skipping
+ * ids in busy (nbusy). Returns the count, or -1 on error. */
+int spool_due(struct spool *sp, const char *backend, int64_t now_ms,
+              const int64_t *busy, size_t nbusy, struct delivery *out,
+              size_t max);
+/* Earliest next try among pending deliveries of backend; INT64_MAX when
+ * none. */
+int64_t spool_next_due(struct spool *sp, const char *backend);
+/* Loads an event with its attachments; NULL when gone. Caller frees. */
+struct event *spool_load_event(struct spool *sp, int64_t id);
+/* Number of pending deliveries for backend, or of all when NULL. */
+long spool_pending(struct spool *sp, const char *backend);
+
+/* Writer-side failure injection for tests: when the file named by
+ * CAMGATE_SPOOL_FAIL exists, commits fail as if the disk were full. */
+
+#endif
