@@ -39,7 +39,7 @@ struct backend_ops {
   int (*capacity)(void *b);
   /* Starts delivering ev (read-only, valid until done() is called). done
    * is called exactly once, never from inside deliver() itself. */
-  void (*deliver)(void *b, const struct event *ev, int phase,
+  void (*deliver)(void *b, const struct cam_event *ev, int phase,
                   deliver_done_fn done, void *ctx);
   /* Returns 1 when nothing is in flight (for shutdown). */
   int (*idle)(void *b);

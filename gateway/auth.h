@@ -8,6 +8,7 @@
 #define CAMGATE_AUTH_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include "config/config.h"
@@ -25,9 +26,21 @@ const struct camera_conf *auth_check(const struct config *cfg,
 void auth_cache_clear(void);
 
 /* Failure throttling per source address. auth_blocked() returns the number
- * of seconds the address must still wait (0: may try). */
+ * of seconds the address must still wait (0: may try). An IPv4-mapped IPv6
+ * address counts as its IPv4 address; other families are not throttled.
+ * When cfg->smtp.auth_failures failures come within cfg->smtp.auth_lockout
+ * seconds of the first, the address is locked out for auth_lockout
+ * seconds; either being 0 or less turns throttling off. */
 int auth_blocked(const struct config *cfg, const struct sockaddr *sa);
 void auth_failed(const struct config *cfg, const struct sockaddr *sa);
 void auth_succeeded(const struct sockaddr *sa);
+
+/* For tests: fn returns monotonic milliseconds in place of mono_ms();
+ * NULL restores mono_ms(). */
+void auth_set_clock(int64_t (*fn)(void));
+
+/* For tests: how many times crypt(3) has run in this process, so a test
+ * can tell a cache hit from a full check without timing it. */
+unsigned long auth_crypt_calls(void);
 
 #endif

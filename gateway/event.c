@@ -7,17 +7,17 @@
 
 #include "gateway/log.h"
 
-struct event *
-event_new(void)
+struct cam_event *
+cam_event_new(void)
 {
-  struct event *ev = xcalloc(1, sizeof(*ev));
+  struct cam_event *ev = xcalloc(1, sizeof(*ev));
 
   ev->state = EVENT_PULSE;
   return ev;
 }
 
 void
-event_free(struct event *ev)
+cam_event_free(struct cam_event *ev)
 {
   if (ev == NULL)
     return;
@@ -42,14 +42,14 @@ event_free(struct event *ev)
 }
 
 void
-event_set(char **field, const char *value)
+cam_event_set(char **field, const char *value)
 {
   free(*field);
   *field = value ? xstrdup(value) : NULL;
 }
 
 void
-event_add_attachment_owned(struct event *ev, const char *name,
+cam_event_add_attachment_owned(struct cam_event *ev, const char *name,
                            const char *content_type, unsigned char *data,
                            size_t len)
 {
@@ -65,7 +65,7 @@ event_add_attachment_owned(struct event *ev, const char *name,
 }
 
 void
-event_add_attachment(struct event *ev, const char *name,
+cam_event_add_attachment(struct cam_event *ev, const char *name,
                      const char *content_type, const unsigned char *data,
                      size_t len)
 {
@@ -73,11 +73,11 @@ event_add_attachment(struct event *ev, const char *name,
 
   if (len)
     memcpy(copy, data, len);
-  event_add_attachment_owned(ev, name, content_type, copy, len);
+  cam_event_add_attachment_owned(ev, name, content_type, copy, len);
 }
 
 void
-event_add_label(struct event *ev, const char *key, const char *value)
+cam_event_add_label(struct cam_event *ev, const char *key, const char *value)
 {
   ev->labels = xrealloc(ev->labels, (ev->nlabels + 1) * sizeof(*ev->labels));
   ev->labels[ev->nlabels].key = xstrdup(key);
@@ -86,7 +86,7 @@ event_add_label(struct event *ev, const char *key, const char *value)
 }
 
 const char *
-event_label(const struct event *ev, const char *key)
+cam_event_label(const struct cam_event *ev, const char *key)
 {
   for (size_t i = 0; i < ev->nlabels; i++)
     if (strcmp(ev->labels[i].key, key) == 0)
@@ -117,7 +117,7 @@ event_state_parse(const char *name, enum event_state *out)
 }
 
 const struct attachment *
-event_snapshot(const struct event *ev)
+cam_event_snapshot(const struct cam_event *ev)
 {
   for (size_t i = 0; i < ev->natt; i++) {
     const char *ct = ev->att[i].content_type;

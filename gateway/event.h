@@ -1,7 +1,9 @@
 /* event.h - the normalized camera event.
  *
  * Every ingest builds one of these; the spool stores it; the router and the
- * backends read it. Ingest and backends meet only here and at the spool. */
+ * backends read it. Ingest and backends meet only here and at the spool.
+ * The names carry a cam_ prefix because libevent owns `struct event`,
+ * event_new() and event_free(). */
 #ifndef CAMGATE_EVENT_H
 #define CAMGATE_EVENT_H
 
@@ -22,7 +24,7 @@ struct label {
   char *value;
 };
 
-struct event {
+struct cam_event {
   int64_t id;             /* spool id; 0 until stored */
   char *camera;           /* camera id (config id, or channel-derived) */
   char *camera_name;      /* display name */
@@ -39,32 +41,32 @@ struct event {
   size_t nlabels;
 };
 
-/* Returns a zeroed event; never NULL. Free with event_free(). */
-struct event *event_new(void);
+/* Returns a zeroed event; never NULL. Free with cam_event_free(). */
+struct cam_event *cam_event_new(void);
 /* Frees ev and everything it owns; NULL is fine. */
-void event_free(struct event *ev);
+void cam_event_free(struct cam_event *ev);
 
 /* Replaces *field with a copy of value (NULL clears it). */
-void event_set(char **field, const char *value);
+void cam_event_set(char **field, const char *value);
 
 /* Copies name, content_type and data into a new attachment. */
-void event_add_attachment(struct event *ev, const char *name,
+void cam_event_add_attachment(struct cam_event *ev, const char *name,
                           const char *content_type,
                           const unsigned char *data, size_t len);
 /* Takes ownership of data (malloc'd). */
-void event_add_attachment_owned(struct event *ev, const char *name,
+void cam_event_add_attachment_owned(struct cam_event *ev, const char *name,
                                 const char *content_type,
                                 unsigned char *data, size_t len);
-void event_add_label(struct event *ev, const char *key, const char *value);
+void cam_event_add_label(struct cam_event *ev, const char *key, const char *value);
 /* Returns the value of the first label named key, or NULL. */
-const char *event_label(const struct event *ev, const char *key);
+const char *cam_event_label(const struct cam_event *ev, const char *key);
 
 const char *event_state_name(enum event_state st);
 /* Returns 0 and sets *out for "pulse", "start", "stop"; -1 otherwise. */
 int event_state_parse(const char *name, enum event_state *out);
 
 /* Returns the first image attachment (JPEG or PNG), or NULL. */
-const struct attachment *event_snapshot(const struct event *ev);
+const struct attachment *cam_event_snapshot(const struct cam_event *ev);
 
 /* Milliseconds since the epoch, wall clock. */
 int64_t now_ms(void);

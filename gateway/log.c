@@ -36,6 +36,10 @@ log_level_parse(const char *name, enum log_level *out)
   return -1;
 }
 
+static void log_vwrite(enum log_level level, const char *sub,
+                       const char *fmt, va_list ap)
+  __attribute__((format(printf, 3, 0)));
+
 static void
 log_vwrite(enum log_level level, const char *sub, const char *fmt,
            va_list ap)

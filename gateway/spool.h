@@ -46,7 +46,7 @@ void spool_close(struct spool *sp);
 /* Queues ev (ownership passes to the spool) with one pending delivery per
  * route, for the next group commit. stored(arg, ...) follows on the main
  * loop. routes' strings are copied. */
-void spool_submit(struct spool *sp, struct event *ev,
+void spool_submit(struct spool *sp, struct cam_event *ev,
                   const struct route *routes, size_t nroutes,
                   spool_stored_fn stored, void *arg);
 
@@ -70,7 +70,7 @@ int spool_due(struct spool *sp, const char *backend, int64_t now_ms,
  * none. */
 int64_t spool_next_due(struct spool *sp, const char *backend);
 /* Loads an event with its attachments; NULL when gone. Caller frees. */
-struct event *spool_load_event(struct spool *sp, int64_t id);
+struct cam_event *spool_load_event(struct spool *sp, int64_t id);
 /* Number of pending deliveries for backend, or of all when NULL. */
 long spool_pending(struct spool *sp, const char *backend);
 

@@ -21,8 +21,8 @@ void mail_init(void);
 /* Parse the message in the file at path / in buf. Return 0, or -1 when the
  * data is not a message at all (the event then keeps what was found). */
 int mail_parse_file(const char *path, const struct smtp_conf *sc,
-                    struct event *ev);
+                    struct cam_event *ev);
 int mail_parse_mem(const char *buf, size_t len, const struct smtp_conf *sc,
-                   struct event *ev);
+                   struct cam_event *ev);
 
 #endif

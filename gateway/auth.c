@@ -1,0 +1,378 @@
+/* auth.c - see auth.h.
+ *
+ * Everything here runs on the main (event loop) thread only, so the success
+ * cache, the throttle table and the crypt(3) work area are plain statics
+ * with no locking. A caller on another thread would need a lock first. */
+#include "gateway/auth.h"
+
+#include <arpa/inet.h>
+#include <crypt.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/event.h"
+#include "gateway/log.h"
+
+#define AUTH_CACHE_SIZE 1024
+#define AUTH_THROTTLE_SIZE 4096
+#define AUTH_DIGEST_LEN 32
+#define AUTH_SECRET_LEN 32
+
+/* Checked against when the user is unknown, so that a wrong user costs the
+ * same yescrypt work as a wrong password and the reply time does not tell
+ * which user names exist. Made with the default cost, like new hashes. */
+static const char auth_dummy_hash[] =
+  "$y$j9T$a7fworbKhR5/mVTahwxVB/$DeF1Ee4dvGpAkKUwS3FujPzQbYO0cpQWMqPcz3oZ4u7";
+
+/* libxcrypt's work area is 32 KiB; one static copy, wiped after each use
+ * because it holds material derived from the password. */
+static struct crypt_data auth_crypt_data;
+static unsigned long auth_ncrypt;
+
+/* Success cache: keyed digests only, so a memory dump gives neither the
+ * passwords nor anything to test guesses against without the secret. */
+static unsigned char auth_secret[AUTH_SECRET_LEN];
+static int auth_secret_ready;
+static unsigned char auth_cache[AUTH_CACHE_SIZE][AUTH_DIGEST_LEN];
+static size_t auth_cache_len;
+static size_t auth_cache_next;
+
+struct auth_throttle {
+  unsigned char addr[16];   /* IPv6, or IPv4 as ::ffff:a.b.c.d */
+  int used;
+  int failures;             /* within the window opened by first */
+  int64_t first;            /* ms, first failure of the window */
+  int64_t last;             /* ms, latest failure; picks the eviction */
+  int64_t locked_until;     /* ms; 0: not locked */
+};
+
+/* A linear scan is fine at this size: it runs once per login attempt, and
+ * 4096 entries cost microseconds next to one yescrypt check. */
+static struct auth_throttle auth_throttle[AUTH_THROTTLE_SIZE];
+static int64_t (*auth_clock)(void) = mono_ms;
+
+void
+auth_set_clock(int64_t (*fn)(void))
+{
+  auth_clock = fn ? fn : mono_ms;
+}
+
+unsigned long
+auth_crypt_calls(void)
+{
+  return auth_ncrypt;
+}
+
+/* Runs crypt(3) and compares its output with hash in constant time.
+ * Returns 1 on a match. */
+static int
+auth_crypt_matches(const char *password, const char *hash)
+{
+  const char *out;
+  size_t hlen = strlen(hash);
+  int ok = 0;
+
+  auth_ncrypt++;
+  out = crypt_rn(password, hash, &auth_crypt_data,
+                 (int)sizeof(auth_crypt_data));
+  if (out && strlen(out) == hlen && hlen > 0)
+    ok = CRYPTO_memcmp(out, hash, hlen) == 0;
+  OPENSSL_cleanse(&auth_crypt_data, sizeof(auth_crypt_data));
+  return ok;
+}
+
+char *
+auth_hash_password(const char *password)
+{
+  char *salt;
+  char *hash = NULL;
+  const char *out;
+  int saved;
+
+  salt = crypt_gensalt_ra("$y$", 0, NULL, 0);
+  if (salt == NULL)
+    return NULL;
+  auth_ncrypt++;
+  out = crypt_rn(password, salt, &auth_crypt_data,
+                 (int)sizeof(auth_crypt_data));
+  if (out)
+    hash = xstrdup(out);
+  saved = errno;
+  OPENSSL_cleanse(&auth_crypt_data, sizeof(auth_crypt_data));
+  free(salt);
+  if (hash == NULL)
+    errno = saved ? saved : EINVAL;
+  return hash;
+}
+
+/* Computes the cache key for (user, password, hash). Returns 0, or -1 when
+ * no key can be made; the caller then simply does not use the cache. */
+static int
+auth_cache_key(const char *user, const char *password, const char *hash,
+               unsigned char out[AUTH_DIGEST_LEN])
+{
+  static const unsigned char sep = 0;
+  EVP_MD_CTX *ctx;
+  unsigned int len = 0;
+  int ok;
+
+  if (!auth_secret_ready) {
+    if (RAND_bytes(auth_secret, sizeof(auth_secret)) != 1)
+      return -1;
+    auth_secret_ready = 1;
+  }
+  ctx = EVP_MD_CTX_new();
+  if (ctx == NULL)
+    return -1;
+  ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1
+    && EVP_DigestUpdate(ctx, auth_secret, sizeof(auth_secret)) == 1
+    && EVP_DigestUpdate(ctx, user, strlen(user)) == 1
+    && EVP_DigestUpdate(ctx, &sep, 1) == 1
+    && EVP_DigestUpdate(ctx, password, strlen(password)) == 1
+    && EVP_DigestUpdate(ctx, &sep, 1) == 1
+    && EVP_DigestUpdate(ctx, hash, strlen(hash)) == 1
+    && EVP_DigestFinal_ex(ctx, out, &len) == 1
+    && len == AUTH_DIGEST_LEN;
+  /* The context held password bytes; freeing it cleanses them. */
+  EVP_MD_CTX_free(ctx);
+  if (!ok) {
+    OPENSSL_cleanse(out, AUTH_DIGEST_LEN);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+auth_cache_has(const unsigned char key[AUTH_DIGEST_LEN])
+{
+  int hit = 0;
+
+  for (size_t i = 0; i < auth_cache_len; i++)
+    hit |= CRYPTO_memcmp(auth_cache[i], key, AUTH_DIGEST_LEN) == 0;
+  return hit;
+}
+
+static void
+auth_cache_add(const unsigned char key[AUTH_DIGEST_LEN])
+{
+  memcpy(auth_cache[auth_cache_next], key, AUTH_DIGEST_LEN);
+  auth_cache_next = (auth_cache_next + 1) % AUTH_CACHE_SIZE;
+  if (auth_cache_len < AUTH_CACHE_SIZE)
+    auth_cache_len++;
+}
+
+void
+auth_cache_clear(void)
+{
+  OPENSSL_cleanse(auth_cache, sizeof(auth_cache));
+  OPENSSL_cleanse(auth_secret, sizeof(auth_secret));
+  auth_cache_len = 0;
+  auth_cache_next = 0;
+  auth_secret_ready = 0;
+}
+
+static const struct camera_conf *
+auth_find_user(const struct config *cfg, const char *user)
+{
+  for (size_t i = 0; i < cfg->ncameras; i++) {
+    const struct camera_conf *cam = &cfg->cameras[i];
+
+    if (cam->smtp_user && cam->smtp_password_hash
+        && strcmp(cam->smtp_user, user) == 0)
+      return cam;
+  }
+  return NULL;
+}
+
+const struct camera_conf *
+auth_check(const struct config *cfg, const char *user, const char *password)
+{
+  const struct camera_conf *cam;
+  unsigned char key[AUTH_DIGEST_LEN];
+  int have_key;
+  int ok;
+
+  if (cfg == NULL || user == NULL || password == NULL)
+    return NULL;
+  cam = auth_find_user(cfg, user);
+  if (cam == NULL) {
+    (void)auth_crypt_matches(password, auth_dummy_hash);
+    return NULL;
+  }
+
+  have_key = auth_cache_key(user, password, cam->smtp_password_hash,
+                            key) == 0;
+  if (have_key && auth_cache_has(key)) {
+    OPENSSL_cleanse(key, sizeof(key));
+    return cam;
+  }
+
+  ok = auth_crypt_matches(password, cam->smtp_password_hash);
+  if (ok && have_key)
+    auth_cache_add(key);
+  OPENSSL_cleanse(key, sizeof(key));
+  return ok ? cam : NULL;
+}
+
+/* Maps sa to the 16-byte key of the throttle table. Returns 0, or -1 for a
+ * family that is not throttled. */
+static int
+auth_addr_key(const struct sockaddr *sa, unsigned char key[16])
+{
+  if (sa == NULL)
+    return -1;
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+    memset(key, 0, 10);
+    key[10] = 0xff;
+    key[11] = 0xff;
+    memcpy(key + 12, &in->sin_addr, 4);
+    return 0;
+  }
+  if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+
+    /* A v4-mapped address already has the form IPv4 is stored in. */
+    memcpy(key, &in6->sin6_addr, 16);
+    return 0;
+  }
+  return -1;
+}
+
+static struct auth_throttle *
+auth_throttle_find(const unsigned char key[16])
+{
+  for (size_t i = 0; i < AUTH_THROTTLE_SIZE; i++) {
+    struct auth_throttle *t = &auth_throttle[i];
+
+    if (t->used && memcmp(t->addr, key, 16) == 0)
+      return t;
+  }
+  return NULL;
+}
+
+/* Returns a slot for a new address: a free one, else the one whose last
+ * failure is oldest, preferring any that is not locked out right now so a
+ * flood of new addresses evicts itself before it frees a locked one. */
+static struct auth_throttle *
+auth_throttle_take(int64_t now)
+{
+  struct auth_throttle *best = NULL;
+  int best_locked = 1;
+
+  for (size_t i = 0; i < AUTH_THROTTLE_SIZE; i++) {
+    struct auth_throttle *t = &auth_throttle[i];
+    int locked;
+
+    if (!t->used)
+      return t;
+    locked = t->locked_until > now;
+    if (best == NULL || (best_locked && !locked)
+        || (locked == best_locked && t->last < best->last)) {
+      best = t;
+      best_locked = locked;
+    }
+  }
+  return best;
+}
+
+static int
+auth_throttle_on(const struct config *cfg)
+{
+  return cfg && cfg->smtp.auth_failures > 0 && cfg->smtp.auth_lockout > 0;
+}
+
+int
+auth_blocked(const struct config *cfg, const struct sockaddr *sa)
+{
+  unsigned char key[16];
+  struct auth_throttle *t;
+  int64_t now;
+  int64_t left;
+
+  if (!auth_throttle_on(cfg) || auth_addr_key(sa, key) < 0)
+    return 0;
+  t = auth_throttle_find(key);
+  if (t == NULL || t->locked_until == 0)
+    return 0;
+  now = auth_clock();
+  left = t->locked_until - now;
+  if (left <= 0) {
+    memset(t, 0, sizeof(*t));
+    return 0;
+  }
+  /* Rounded up: "wait 0 seconds" must never be said to a locked address. */
+  return (int)((left + 999) / 1000);
+}
+
+static void
+auth_log_lockout(const unsigned char key[16], int failures, int seconds)
+{
+  static const unsigned char v4mapped[12] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff
+  };
+  char text[INET6_ADDRSTRLEN];
+  int v4 = memcmp(key, v4mapped, sizeof(v4mapped)) == 0;
+
+  if (inet_ntop(v4 ? AF_INET : AF_INET6, v4 ? key + 12 : key, text,
+                sizeof(text)) == NULL)
+    memcpy(text, "?", 2);
+  log_warn("auth", "lockout addr=%s failures=%d seconds=%d", text, failures,
+           seconds);
+}
+
+void
+auth_failed(const struct config *cfg, const struct sockaddr *sa)
+{
+  unsigned char key[16];
+  struct auth_throttle *t;
+  int64_t now;
+  int64_t window;
+
+  if (!auth_throttle_on(cfg) || auth_addr_key(sa, key) < 0)
+    return;
+  now = auth_clock();
+  window = (int64_t)cfg->smtp.auth_lockout * 1000;
+  t = auth_throttle_find(key);
+  if (t == NULL) {
+    t = auth_throttle_take(now);
+    memset(t, 0, sizeof(*t));
+    memcpy(t->addr, key, 16);
+    t->used = 1;
+  }
+
+  /* A locked address should not have been let in to fail; counting it
+   * would only stretch its lockout without end. */
+  if (t->locked_until > now)
+    return;
+  if (t->locked_until != 0 || t->failures == 0 || now - t->first >= window) {
+    t->failures = 0;
+    t->first = now;
+    t->locked_until = 0;
+  }
+  t->failures++;
+  t->last = now;
+  if (t->failures >= cfg->smtp.auth_failures) {
+    t->locked_until = now + window;
+    auth_log_lockout(key, t->failures, cfg->smtp.auth_lockout);
+  }
+}
+
+void
+auth_succeeded(const struct sockaddr *sa)
+{
+  unsigned char key[16];
+  struct auth_throttle *t;
+
+  if (auth_addr_key(sa, key) < 0)
+    return;
+  t = auth_throttle_find(key);
+  if (t)
+    memset(t, 0, sizeof(*t));
+}

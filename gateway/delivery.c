@@ -1,0 +1,360 @@
+/* delivery.c - see delivery.h. */
+#include "gateway/delivery.h"
+
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/backend.h"
+#include "gateway/event.h"
+#include "gateway/log.h"
+#include "gateway/spool.h"
+
+#define DELIVERY_BATCH 64
+#define DELIVERY_TICK_MS 500
+
+struct bk;
+
+struct inflight {
+  struct bk *bk;
+  struct delivery d;
+  struct cam_event *ev;
+  int answered;
+  struct inflight *next;
+};
+
+struct bk {
+  struct delivery_sched *ds;
+  char *name;
+  struct config *cfg;         /* the config bc points into */
+  const struct backend_conf *bc;
+  const struct backend_ops *ops;
+  void *state;                /* NULL when it could not open or closed */
+  struct inflight *inflight;  /* until the spool has the outcome */
+  size_t ninflight;
+  int64_t hold_until;         /* backend-wide backoff, mono ms */
+  struct event *timer;
+  struct bk *next;
+};
+
+struct delivery_sched {
+  struct event_base *base;
+  struct spool *spool;
+  struct notify *notify;
+  struct config *cfg;
+  struct bk *bks;             /* current backends */
+  struct bk *retired;         /* replaced on reload, freed at the end */
+  int closed;
+};
+
+static void bk_dispatch(struct bk *bk);
+
+static void
+bk_arm(struct bk *bk, int64_t ms)
+{
+  struct timeval tv;
+
+  if (ms < 0)
+    ms = 0;
+  if (ms > DELIVERY_TICK_MS)
+    ms = DELIVERY_TICK_MS;
+  tv.tv_sec = ms / 1000;
+  tv.tv_usec = (ms % 1000) * 1000;
+  evtimer_add(bk->timer, &tv);
+}
+
+static void
+bk_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+  (void)fd;
+  (void)what;
+  bk_dispatch(arg);
+}
+
+static void
+bk_unlink(struct bk *bk, struct inflight *f)
+{
+  struct inflight **pp = &bk->inflight;
+
+  while (*pp && *pp != f)
+    pp = &(*pp)->next;
+  if (*pp) {
+    *pp = f->next;
+    bk->ninflight--;
+  }
+}
+
+/* The spool has the outcome: the delivery may be picked again. */
+static void
+delivery_written(void *arg, int ok)
+{
+  struct inflight *f = arg;
+  struct bk *bk = f->bk;
+
+  if (!ok)
+    log_error("delivery", "delivery=%" PRId64 " backend=%s msg=\"could "
+              "not record the outcome; it may be delivered twice\"",
+              f->d.id, bk->name);
+  bk_unlink(bk, f);
+  free(f);
+  if (bk->state && !bk->ds->closed)
+    bk_dispatch(bk);
+}
+
+static int64_t
+delivery_backoff(const struct backend_conf *bc, int attempts)
+{
+  int64_t ms = (int64_t)bc->retry_initial * 1000;
+  int64_t cap = (int64_t)bc->retry_max * 1000;
+
+  for (int i = 1; i < attempts && ms < cap; i++)
+    ms *= 2;
+  return ms < cap ? ms : cap;
+}
+
+static void
+delivery_done(void *ctx, enum deliver_status st, int next_phase,
+              int64_t delay_ms, const char *error)
+{
+  struct inflight *f = ctx;
+  struct bk *bk = f->bk;
+  const struct backend_conf *bc = bk->bc;
+  enum delivery_state ds = DELIVERY_PENDING;
+  int attempts = f->d.attempts;
+  int phase = f->d.phase;
+  int64_t next = 0;
+  int64_t wait = 0;
+
+  if (f->answered)
+    fatal("delivery: backend %s answered delivery %" PRId64 " twice",
+          bk->name, f->d.id);
+  f->answered = 1;
+  switch (st) {
+  case DELIVER_DONE:
+    ds = DELIVERY_DONE;
+    break;
+  case DELIVER_LATER:
+    phase = next_phase;
+    attempts = 0;
+    wait = delay_ms;
+    break;
+  case DELIVER_RETRY:
+    attempts++;
+    if (bc->max_attempts > 0 && attempts >= bc->max_attempts) {
+      ds = DELIVERY_FAILED;
+      break;
+    }
+    wait = delivery_backoff(bc, attempts);
+    bk->hold_until = mono_ms() + wait;
+    break;
+  case DELIVER_FAILED:
+    ds = DELIVERY_FAILED;
+    break;
+  }
+  next = now_ms() + wait;
+  log_info("delivery", "delivery=%" PRId64 " event=%" PRId64 " backend=%s "
+           "camera=%s phase=%d result=%s attempts=%d retry_in_ms=%" PRId64
+           "%s%s%s", f->d.id, f->d.event_id, bk->name, f->ev->camera,
+           f->d.phase,
+           ds == DELIVERY_DONE ? "done"
+           : ds == DELIVERY_FAILED ? "failed"
+           : st == DELIVER_LATER ? "later" : "retry",
+           attempts, ds == DELIVERY_PENDING ? wait : 0,
+           error ? " error=\"" : "", error ? error : "", error ? "\"" : "");
+  cam_event_free(f->ev);
+  f->ev = NULL;
+  spool_update_delivery(bk->ds->spool, f->d.id, ds, phase, attempts, next,
+                        error, delivery_written, f);
+}
+
+static void
+bk_start(struct bk *bk, const struct delivery *d)
+{
+  struct inflight *f = xcalloc(1, sizeof(*f));
+
+  f->bk = bk;
+  f->d = *d;
+  f->next = bk->inflight;
+  bk->inflight = f;
+  bk->ninflight++;
+  f->ev = spool_load_event(bk->ds->spool, d->event_id);
+  if (f->ev == NULL) {
+    log_error("delivery", "delivery=%" PRId64 " event=%" PRId64
+              " msg=\"event missing from the spool\"", d->id, d->event_id);
+    f->answered = 1;
+    spool_update_delivery(bk->ds->spool, d->id, DELIVERY_FAILED, d->phase,
+                          d->attempts, 0, "event missing from the spool",
+                          delivery_written, f);
+    return;
+  }
+  bk->ops->deliver(bk->state, f->ev, d->phase, delivery_done, f);
+}
+
+static void
+bk_dispatch(struct bk *bk)
+{
+  struct delivery due[DELIVERY_BATCH];
+  int64_t busy[256];
+  size_t nbusy = 0;
+  int64_t now = mono_ms();
+  int room;
+  int n;
+
+  if (bk->state == NULL || bk->ds->closed)
+    return;
+  if (now < bk->hold_until) {
+    bk_arm(bk, bk->hold_until - now);
+    return;
+  }
+  room = bk->ops->capacity(bk->state);
+  if (room > DELIVERY_BATCH)
+    room = DELIVERY_BATCH;
+  for (struct inflight *f = bk->inflight; f && nbusy < 256; f = f->next)
+    busy[nbusy++] = f->d.id;
+  n = room > 0 && nbusy < 256
+        ? spool_due(bk->ds->spool, bk->name, now_ms(), busy, nbusy, due,
+                    (size_t)room)
+        : 0;
+  for (int i = 0; i < n; i++)
+    bk_start(bk, &due[i]);
+  bk_arm(bk, spool_next_due(bk->ds->spool, bk->name) - now_ms());
+}
+
+static struct bk *
+bk_open(struct delivery_sched *ds, const struct backend_conf *bc)
+{
+  struct bk *bk = xcalloc(1, sizeof(*bk));
+  char err[512] = "";
+
+  bk->ds = ds;
+  bk->name = xstrdup(bc->name);
+  bk->cfg = config_ref(ds->cfg);
+  bk->bc = bc;
+  bk->ops = backend_ops_for(bc->type);
+  bk->timer = evtimer_new(ds->base, bk_timer_cb, bk);
+  if (bk->ops)
+    bk->state = bk->ops->open(bc, ds->cfg, ds->base, ds->notify, err,
+                              sizeof(err));
+  if (bk->state == NULL)
+    log_error("delivery", "backend=%s error=\"%s\" msg=\"backend not "
+              "started; its deliveries wait in the spool\"", bc->name,
+              err[0] ? err : "unknown backend type");
+  else
+    bk_arm(bk, 0);
+  return bk;
+}
+
+static void
+bk_close(struct bk *bk)
+{
+  if (bk->state) {
+    bk->ops->close(bk->state);
+    bk->state = NULL;
+  }
+  evtimer_del(bk->timer);
+}
+
+static void
+delivery_open_all(struct delivery_sched *ds)
+{
+  struct bk **tail = &ds->bks;
+
+  for (size_t i = 0; i < ds->cfg->nbackends; i++) {
+    *tail = bk_open(ds, &ds->cfg->backends[i]);
+    tail = &(*tail)->next;
+  }
+}
+
+struct delivery_sched *
+delivery_new(struct event_base *base, struct spool *sp, struct notify *n,
+             struct config *cfg)
+{
+  struct delivery_sched *ds = xcalloc(1, sizeof(*ds));
+
+  ds->base = base;
+  ds->spool = sp;
+  ds->notify = n;
+  ds->cfg = config_ref(cfg);
+  delivery_open_all(ds);
+  return ds;
+}
+
+static void
+delivery_retire_all(struct delivery_sched *ds)
+{
+  while (ds->bks) {
+    struct bk *bk = ds->bks;
+
+    ds->bks = bk->next;
+    bk_close(bk);
+    bk->next = ds->retired;
+    ds->retired = bk;
+  }
+}
+
+void
+delivery_reload(struct delivery_sched *ds, struct config *cfg)
+{
+  delivery_retire_all(ds);
+  config_unref(ds->cfg);
+  ds->cfg = config_ref(cfg);
+  delivery_open_all(ds);
+}
+
+void
+delivery_kick(struct delivery_sched *ds)
+{
+  for (struct bk *bk = ds->bks; bk; bk = bk->next)
+    bk_dispatch(bk);
+}
+
+int
+delivery_inflight(const struct delivery_sched *ds)
+{
+  int n = 0;
+
+  for (const struct bk *bk = ds->bks; bk; bk = bk->next)
+    for (const struct inflight *f = bk->inflight; f; f = f->next)
+      n += !f->answered;
+  return n;
+}
+
+void
+delivery_close(struct delivery_sched *ds)
+{
+  ds->closed = 1;
+  delivery_retire_all(ds);
+}
+
+static void
+bk_free(struct bk *bk)
+{
+  while (bk->inflight) {
+    struct inflight *f = bk->inflight;
+
+    bk->inflight = f->next;
+    cam_event_free(f->ev);
+    free(f);
+  }
+  event_free(bk->timer);
+  config_unref(bk->cfg);
+  free(bk->name);
+  free(bk);
+}
+
+void
+delivery_free(struct delivery_sched *ds)
+{
+  if (ds == NULL)
+    return;
+  delivery_retire_all(ds);
+  while (ds->retired) {
+    struct bk *bk = ds->retired;
+
+    ds->retired = bk->next;
+    bk_free(bk);
+  }
+  config_unref(ds->cfg);
+  free(ds);
+}

@@ -1,0 +1,783 @@
+/* spool.c - see spool.h.
+ *
+ * Why one writer thread: SQLite serialises writers anyway, and an fsync
+ * costs milliseconds. Letting every session commit on its own would cap
+ * camgate at one acknowledged alert per fsync. The writer instead takes
+ * everything that queued up while the previous fsync ran and commits it as
+ * one transaction, so the cost of an fsync is shared by a whole batch. */
+#include "gateway/spool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gateway/log.h"
+#include "gateway/notify.h"
+
+/* Attachments larger than this go to a file beside the database. */
+#define SPOOL_INLINE_MAX (1024 * 1024)
+
+enum job_type { JOB_EVENT, JOB_UPDATE, JOB_PRUNE };
+
+struct job {
+  enum job_type type;
+  struct job *next;
+  /* JOB_EVENT */
+  struct cam_event *ev;
+  char **backends;
+  char **rules;
+  size_t nroutes;
+  spool_stored_fn stored;
+  /* JOB_UPDATE */
+  int64_t delivery_id;
+  enum delivery_state st;
+  int phase;
+  int attempts;
+  int64_t next_try;
+  char *error;
+  spool_written_fn written;
+  /* JOB_PRUNE */
+  int64_t retention_s;
+  /* completion */
+  void *arg;
+  int ok;
+  int64_t event_id;
+};
+
+struct spool {
+  char *dir;
+  sqlite3 *wdb;              /* writer thread only */
+  sqlite3 *rdb;              /* main thread only */
+  struct notify *notify;
+  pthread_t thread;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  struct job *head;
+  struct job *tail;
+  int stopping;
+  char *fail_path;           /* CAMGATE_SPOOL_FAIL, for tests */
+};
+
+static const char spool_schema[] =
+  "CREATE TABLE IF NOT EXISTS events("
+  " id INTEGER PRIMARY KEY, camera TEXT NOT NULL, camera_name TEXT,"
+  " source TEXT NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL,"
+  " device_time INTEGER, recv_time INTEGER NOT NULL, title TEXT,"
+  " text TEXT, labels TEXT);"
+  "CREATE TABLE IF NOT EXISTS attachments("
+  " id INTEGER PRIMARY KEY, event_id INTEGER NOT NULL, seq INTEGER,"
+  " name TEXT, content_type TEXT, size INTEGER, data BLOB, path TEXT);"
+  "CREATE INDEX IF NOT EXISTS attachments_event ON attachments(event_id);"
+  "CREATE TABLE IF NOT EXISTS deliveries("
+  " id INTEGER PRIMARY KEY, event_id INTEGER NOT NULL,"
+  " backend TEXT NOT NULL, rule TEXT, state INTEGER NOT NULL DEFAULT 0,"
+  " phase INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0,"
+  " next_try INTEGER NOT NULL DEFAULT 0, last_error TEXT,"
+  " updated INTEGER);"
+  "CREATE INDEX IF NOT EXISTS deliveries_due"
+  " ON deliveries(backend, state, next_try);"
+  "CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries(event_id);";
+
+static int
+spool_exec(sqlite3 *db, const char *sql)
+{
+  char *msg = NULL;
+
+  if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+    log_error("spool", "sql=\"%.40s\" error=\"%s\"", sql,
+              msg ? msg : sqlite3_errmsg(db));
+    sqlite3_free(msg);
+    return -1;
+  }
+  return 0;
+}
+
+/* Writes data to dir/att/<event>-<seq> and fsyncs it. Returns the path
+ * (caller frees) or NULL. */
+static char *
+spool_write_file(struct spool *sp, int64_t event_id, size_t seq,
+                 const unsigned char *data, size_t len)
+{
+  char path[4096];
+  size_t off = 0;
+  int fd;
+
+  snprintf(path, sizeof(path), "%s/att/%" PRId64 "-%zu", sp->dir, event_id,
+           seq);
+  fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    log_error("spool", "file=%s error=\"%s\"", path, strerror(errno));
+    return NULL;
+  }
+  while (off < len) {
+    ssize_t w = write(fd, data + off, len - off);
+
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      break;
+    off += (size_t)w;
+  }
+  if (off != len || fsync(fd) != 0) {
+    log_error("spool", "file=%s error=\"%s\"", path, strerror(errno));
+    close(fd);
+    unlink(path);
+    return NULL;
+  }
+  close(fd);
+  return xstrdup(path);
+}
+
+static char *
+spool_labels_json(const struct cam_event *ev)
+{
+  json_t *obj = json_object();
+  char *s;
+
+  for (size_t i = 0; i < ev->nlabels; i++)
+    json_object_set_new(obj, ev->labels[i].key,
+                        json_string(ev->labels[i].value));
+  s = json_dumps(obj, JSON_COMPACT);
+  json_decref(obj);
+  return s;
+}
+
+static void
+bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+  if (s)
+    sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+  else
+    sqlite3_bind_null(st, i);
+}
+
+static int
+spool_insert_attachments(struct spool *sp, struct job *j)
+{
+  const char *sql = "INSERT INTO attachments(event_id, seq, name,"
+                    " content_type, size, data, path)"
+                    " VALUES(?,?,?,?,?,?,?)";
+  sqlite3_stmt *st = NULL;
+  int rc = -1;
+
+  if (sqlite3_prepare_v2(sp->wdb, sql, -1, &st, NULL) != SQLITE_OK)
+    goto out;
+  for (size_t i = 0; i < j->ev->natt; i++) {
+    const struct attachment *a = &j->ev->att[i];
+    char *path = NULL;
+
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, j->event_id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)i);
+    bind_text(st, 3, a->name);
+    bind_text(st, 4, a->content_type);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)a->len);
+    if (a->len > SPOOL_INLINE_MAX) {
+      path = spool_write_file(sp, j->event_id, i, a->data, a->len);
+      if (path == NULL)
+        goto out;
+      sqlite3_bind_null(st, 6);
+      sqlite3_bind_text(st, 7, path, -1, free);
+    } else {
+      sqlite3_bind_blob(st, 6, a->data, (int)a->len, SQLITE_STATIC);
+      sqlite3_bind_null(st, 7);
+    }
+    if (sqlite3_step(st) != SQLITE_DONE)
+      goto out;
+  }
+  rc = 0;
+out:
+  if (rc != 0)
+    log_error("spool", "attachments error=\"%s\"", sqlite3_errmsg(sp->wdb));
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static int
+spool_insert_routes(struct spool *sp, struct job *j)
+{
+  const char *sql = "INSERT INTO deliveries(event_id, backend, rule,"
+                    " next_try) VALUES(?,?,?,0)";
+  sqlite3_stmt *st = NULL;
+  int rc = -1;
+
+  if (sqlite3_prepare_v2(sp->wdb, sql, -1, &st, NULL) != SQLITE_OK)
+    goto out;
+  for (size_t i = 0; i < j->nroutes; i++) {
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, j->event_id);
+    bind_text(st, 2, j->backends[i]);
+    bind_text(st, 3, j->rules[i]);
+    if (sqlite3_step(st) != SQLITE_DONE)
+      goto out;
+  }
+  rc = 0;
+out:
+  if (rc != 0)
+    log_error("spool", "deliveries error=\"%s\"", sqlite3_errmsg(sp->wdb));
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static int
+spool_write_event(struct spool *sp, struct job *j)
+{
+  const char *sql = "INSERT INTO events(camera, camera_name, source, kind,"
+                    " state, device_time, recv_time, title, text, labels)"
+                    " VALUES(?,?,?,?,?,?,?,?,?,?)";
+  const struct cam_event *ev = j->ev;
+  sqlite3_stmt *st = NULL;
+  char *labels = spool_labels_json(ev);
+  int rc = -1;
+
+  if (sqlite3_prepare_v2(sp->wdb, sql, -1, &st, NULL) != SQLITE_OK)
+    goto out;
+  bind_text(st, 1, ev->camera);
+  bind_text(st, 2, ev->camera_name);
+  bind_text(st, 3, ev->source);
+  bind_text(st, 4, ev->kind);
+  bind_text(st, 5, event_state_name(ev->state));
+  sqlite3_bind_int64(st, 6, ev->device_time);
+  sqlite3_bind_int64(st, 7, ev->recv_time);
+  bind_text(st, 8, ev->title);
+  bind_text(st, 9, ev->text);
+  bind_text(st, 10, labels);
+  if (sqlite3_step(st) != SQLITE_DONE)
+    goto out;
+  j->event_id = sqlite3_last_insert_rowid(sp->wdb);
+  if (spool_insert_attachments(sp, j) != 0 ||
+      spool_insert_routes(sp, j) != 0)
+    goto out;
+  rc = 0;
+out:
+  if (rc != 0)
+    log_error("spool", "event error=\"%s\"", sqlite3_errmsg(sp->wdb));
+  sqlite3_finalize(st);
+  free(labels);
+  return rc;
+}
+
+static int
+spool_write_update(struct spool *sp, struct job *j)
+{
+  const char *sql = "UPDATE deliveries SET state=?, phase=?, attempts=?,"
+                    " next_try=?, last_error=?, updated=? WHERE id=?";
+  sqlite3_stmt *st = NULL;
+  int rc = -1;
+
+  if (sqlite3_prepare_v2(sp->wdb, sql, -1, &st, NULL) != SQLITE_OK)
+    goto out;
+  sqlite3_bind_int(st, 1, (int)j->st);
+  sqlite3_bind_int(st, 2, j->phase);
+  sqlite3_bind_int(st, 3, j->attempts);
+  sqlite3_bind_int64(st, 4, j->next_try);
+  bind_text(st, 5, j->error);
+  sqlite3_bind_int64(st, 6, now_ms());
+  sqlite3_bind_int64(st, 7, j->delivery_id);
+  if (sqlite3_step(st) == SQLITE_DONE)
+    rc = 0;
+out:
+  if (rc != 0)
+    log_error("spool", "update error=\"%s\"", sqlite3_errmsg(sp->wdb));
+  sqlite3_finalize(st);
+  return rc;
+}
+
+/* Removes the files of the events about to be pruned, then the rows. */
+static int
+spool_write_prune(struct spool *sp, struct job *j)
+{
+  static const char *const stmts[] = {
+    "CREATE TEMP TABLE IF NOT EXISTS prune(id INTEGER PRIMARY KEY)",
+    "DELETE FROM prune",
+    "INSERT INTO prune SELECT e.id FROM events e WHERE e.recv_time < ?1"
+    " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id"
+    " AND d.state = 0)",
+    NULL,
+    "DELETE FROM attachments WHERE event_id IN (SELECT id FROM prune)",
+    "DELETE FROM deliveries WHERE event_id IN (SELECT id FROM prune)",
+    "DELETE FROM events WHERE id IN (SELECT id FROM prune)",
+  };
+  int64_t cutoff = now_ms() - j->retention_s * 1000;
+
+  for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
+    sqlite3_stmt *st = NULL;
+    const char *sql = stmts[i] ? stmts[i]
+                               : "SELECT path FROM attachments WHERE path"
+                                 " IS NOT NULL AND event_id IN"
+                                 " (SELECT id FROM prune)";
+    int r;
+
+    if (sqlite3_prepare_v2(sp->wdb, sql, -1, &st, NULL) != SQLITE_OK)
+      return -1;
+    if (sqlite3_bind_parameter_count(st) > 0)
+      sqlite3_bind_int64(st, 1, cutoff);
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+      const char *path = (const char *)sqlite3_column_text(st, 0);
+
+      if (path)
+        unlink(path);
+    }
+    sqlite3_finalize(st);
+    if (r != SQLITE_DONE)
+      return -1;
+  }
+  return 0;
+}
+
+static int
+spool_fail_injected(const struct spool *sp)
+{
+  return sp->fail_path && access(sp->fail_path, F_OK) == 0;
+}
+
+static int
+spool_write_job(struct spool *sp, struct job *j)
+{
+  switch (j->type) {
+  case JOB_EVENT:
+    return spool_write_event(sp, j);
+  case JOB_UPDATE:
+    return spool_write_update(sp, j);
+  case JOB_PRUNE:
+    return spool_write_prune(sp, j);
+  }
+  return -1;
+}
+
+static void
+spool_job_free(struct job *j)
+{
+  cam_event_free(j->ev);
+  for (size_t i = 0; i < j->nroutes; i++) {
+    free(j->backends[i]);
+    free(j->rules[i]);
+  }
+  free(j->backends);
+  free(j->rules);
+  free(j->error);
+  free(j);
+}
+
+/* Runs on the main loop: tells the submitter how its job went. */
+static void
+spool_job_done(void *arg)
+{
+  struct job *j = arg;
+
+  if (j->type == JOB_EVENT && j->stored)
+    j->stored(j->arg, j->ok, j->ok ? j->event_id : 0);
+  else if (j->type == JOB_UPDATE && j->written)
+    j->written(j->arg, j->ok);
+  spool_job_free(j);
+}
+
+/* Writes a batch in one transaction. Each job gets a savepoint, so one bad
+ * job fails alone while the rest of the batch commits. */
+static void
+spool_write_batch(struct spool *sp, struct job *batch)
+{
+  int ok = !spool_fail_injected(sp) &&
+           spool_exec(sp->wdb, "BEGIN IMMEDIATE") == 0;
+  size_t n = 0;
+
+  for (struct job *j = batch; ok && j; j = j->next) {
+    spool_exec(sp->wdb, "SAVEPOINT job");
+    j->ok = spool_write_job(sp, j) == 0;
+    if (!j->ok)
+      spool_exec(sp->wdb, "ROLLBACK TO job");
+    spool_exec(sp->wdb, "RELEASE job");
+    n++;
+  }
+  if (ok && spool_exec(sp->wdb, "COMMIT") != 0) {
+    spool_exec(sp->wdb, "ROLLBACK");
+    ok = 0;
+  }
+  if (!ok) {
+    log_error("spool", "batch=%zu commit=failed; cameras get 451 and retry",
+              n);
+    for (struct job *j = batch; j; j = j->next)
+      j->ok = 0;
+  } else {
+    log_debug("spool", "batch=%zu committed", n);
+  }
+  while (batch) {
+    struct job *next = batch->next;
+
+    batch->next = NULL;
+    notify_post(sp->notify, spool_job_done, batch);
+    batch = next;
+  }
+}
+
+static void *
+spool_writer(void *arg)
+{
+  struct spool *sp = arg;
+
+  for (;;) {
+    struct job *batch;
+
+    pthread_mutex_lock(&sp->lock);
+    while (sp->head == NULL && !sp->stopping)
+      pthread_cond_wait(&sp->cond, &sp->lock);
+    batch = sp->head;
+    sp->head = sp->tail = NULL;
+    pthread_mutex_unlock(&sp->lock);
+    if (batch == NULL)
+      break;
+    spool_write_batch(sp, batch);
+  }
+  return NULL;
+}
+
+static void
+spool_enqueue(struct spool *sp, struct job *j)
+{
+  pthread_mutex_lock(&sp->lock);
+  if (sp->tail)
+    sp->tail->next = j;
+  else
+    sp->head = j;
+  sp->tail = j;
+  pthread_cond_signal(&sp->cond);
+  pthread_mutex_unlock(&sp->lock);
+}
+
+static sqlite3 *
+spool_db_open(const char *path, int flags, const char *pragmas, char *err,
+              size_t errsz)
+{
+  sqlite3 *db = NULL;
+
+  if (sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL) !=
+      SQLITE_OK) {
+    snprintf(err, errsz, "cannot open %s: %s", path,
+             db ? sqlite3_errmsg(db) : "out of memory");
+    sqlite3_close(db);
+    return NULL;
+  }
+  sqlite3_busy_timeout(db, 10000);
+  if (spool_exec(db, pragmas) != 0) {
+    snprintf(err, errsz, "cannot set up %s: %s", path, sqlite3_errmsg(db));
+    sqlite3_close(db);
+    return NULL;
+  }
+  return db;
+}
+
+static int
+spool_mkdir(const char *path, char *err, size_t errsz)
+{
+  if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+    snprintf(err, errsz, "cannot create %s: %s", path, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+struct spool *
+spool_open(const char *dir, struct notify *n, char *err, size_t errsz)
+{
+  struct spool *sp = xcalloc(1, sizeof(*sp));
+  char path[4096];
+  const char *fail = getenv("CAMGATE_SPOOL_FAIL");
+
+  sp->dir = xstrdup(dir);
+  sp->notify = n;
+  if (fail && *fail)
+    sp->fail_path = xstrdup(fail);
+  pthread_mutex_init(&sp->lock, NULL);
+  pthread_cond_init(&sp->cond, NULL);
+  snprintf(path, sizeof(path), "%s/att", dir);
+  if (spool_mkdir(dir, err, errsz) != 0 || spool_mkdir(path, err, errsz))
+    goto fail;
+  snprintf(path, sizeof(path), "%s/spool.db", dir);
+  sp->wdb = spool_db_open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                          "PRAGMA journal_mode=WAL;"
+                          "PRAGMA synchronous=FULL;"
+                          "PRAGMA foreign_keys=OFF;",
+                          err, errsz);
+  if (sp->wdb == NULL)
+    goto fail;
+  if (spool_exec(sp->wdb, spool_schema) != 0) {
+    snprintf(err, errsz, "cannot create tables in %s", path);
+    goto fail;
+  }
+  sp->rdb = spool_db_open(path, SQLITE_OPEN_READONLY, "PRAGMA query_only=1;",
+                          err, errsz);
+  if (sp->rdb == NULL)
+    goto fail;
+  if (pthread_create(&sp->thread, NULL, spool_writer, sp) != 0) {
+    snprintf(err, errsz, "cannot start the spool writer");
+    goto fail;
+  }
+  return sp;
+fail:
+  sqlite3_close(sp->rdb);
+  sqlite3_close(sp->wdb);
+  free(sp->fail_path);
+  free(sp->dir);
+  free(sp);
+  return NULL;
+}
+
+void
+spool_close(struct spool *sp)
+{
+  if (sp == NULL)
+    return;
+  pthread_mutex_lock(&sp->lock);
+  sp->stopping = 1;
+  pthread_cond_signal(&sp->cond);
+  pthread_mutex_unlock(&sp->lock);
+  pthread_join(sp->thread, NULL);
+  sqlite3_close(sp->rdb);
+  sqlite3_close(sp->wdb);
+  pthread_mutex_destroy(&sp->lock);
+  pthread_cond_destroy(&sp->cond);
+  free(sp->fail_path);
+  free(sp->dir);
+  free(sp);
+}
+
+void
+spool_submit(struct spool *sp, struct cam_event *ev, const struct route *routes,
+             size_t nroutes, spool_stored_fn stored, void *arg)
+{
+  struct job *j = xcalloc(1, sizeof(*j));
+
+  j->type = JOB_EVENT;
+  j->ev = ev;
+  j->nroutes = nroutes;
+  j->backends = xcalloc(nroutes, sizeof(char *));
+  j->rules = xcalloc(nroutes, sizeof(char *));
+  for (size_t i = 0; i < nroutes; i++) {
+    j->backends[i] = xstrdup(routes[i].backend);
+    j->rules[i] = xstrdup(routes[i].rule ? routes[i].rule : "");
+  }
+  j->stored = stored;
+  j->arg = arg;
+  spool_enqueue(sp, j);
+}
+
+void
+spool_update_delivery(struct spool *sp, int64_t delivery_id,
+                      enum delivery_state st, int phase, int attempts,
+                      int64_t next_try_ms, const char *error,
+                      spool_written_fn written, void *arg)
+{
+  struct job *j = xcalloc(1, sizeof(*j));
+
+  j->type = JOB_UPDATE;
+  j->delivery_id = delivery_id;
+  j->st = st;
+  j->phase = phase;
+  j->attempts = attempts;
+  j->next_try = next_try_ms;
+  j->error = error ? xstrdup(error) : NULL;
+  j->written = written;
+  j->arg = arg;
+  spool_enqueue(sp, j);
+}
+
+void
+spool_prune(struct spool *sp, int64_t retention_s)
+{
+  struct job *j = xcalloc(1, sizeof(*j));
+
+  j->type = JOB_PRUNE;
+  j->retention_s = retention_s;
+  spool_enqueue(sp, j);
+}
+
+static int
+spool_is_busy(int64_t id, const int64_t *busy, size_t nbusy)
+{
+  for (size_t i = 0; i < nbusy; i++)
+    if (busy[i] == id)
+      return 1;
+  return 0;
+}
+
+int
+spool_due(struct spool *sp, const char *backend, int64_t now,
+          const int64_t *busy, size_t nbusy, struct delivery *out,
+          size_t max)
+{
+  const char *sql = "SELECT id, event_id, phase, attempts FROM deliveries"
+                    " WHERE backend=? AND state=0 AND next_try<=?"
+                    " ORDER BY event_id, id LIMIT ?";
+  sqlite3_stmt *st = NULL;
+  int n = 0;
+  int r;
+
+  if (sqlite3_prepare_v2(sp->rdb, sql, -1, &st, NULL) != SQLITE_OK)
+    return -1;
+  sqlite3_bind_text(st, 1, backend, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, now);
+  sqlite3_bind_int64(st, 3, (sqlite3_int64)(max + nbusy));
+  while ((size_t)n < max && (r = sqlite3_step(st)) == SQLITE_ROW) {
+    int64_t id = sqlite3_column_int64(st, 0);
+
+    if (spool_is_busy(id, busy, nbusy))
+      continue;
+    out[n].id = id;
+    out[n].event_id = sqlite3_column_int64(st, 1);
+    out[n].phase = sqlite3_column_int(st, 2);
+    out[n].attempts = sqlite3_column_int(st, 3);
+    n++;
+  }
+  sqlite3_finalize(st);
+  return n;
+}
+
+int64_t
+spool_next_due(struct spool *sp, const char *backend)
+{
+  const char *sql = "SELECT min(next_try) FROM deliveries"
+                    " WHERE backend=? AND state=0";
+  sqlite3_stmt *st = NULL;
+  int64_t t = INT64_MAX;
+
+  if (sqlite3_prepare_v2(sp->rdb, sql, -1, &st, NULL) != SQLITE_OK)
+    return t;
+  sqlite3_bind_text(st, 1, backend, -1, SQLITE_STATIC);
+  if (sqlite3_step(st) == SQLITE_ROW &&
+      sqlite3_column_type(st, 0) != SQLITE_NULL)
+    t = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return t;
+}
+
+long
+spool_pending(struct spool *sp, const char *backend)
+{
+  const char *sql = backend ? "SELECT count(*) FROM deliveries"
+                              " WHERE state=0 AND backend=?"
+                            : "SELECT count(*) FROM deliveries"
+                              " WHERE state=0";
+  sqlite3_stmt *st = NULL;
+  long n = -1;
+
+  if (sqlite3_prepare_v2(sp->rdb, sql, -1, &st, NULL) != SQLITE_OK)
+    return -1;
+  if (backend)
+    sqlite3_bind_text(st, 1, backend, -1, SQLITE_STATIC);
+  if (sqlite3_step(st) == SQLITE_ROW)
+    n = (long)sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return n;
+}
+
+static unsigned char *
+spool_read_file(const char *path, size_t want)
+{
+  unsigned char *buf = xmalloc(want);
+  FILE *f = fopen(path, "rb");
+  size_t got = 0;
+
+  if (f) {
+    got = fread(buf, 1, want, f);
+    fclose(f);
+  }
+  if (got != want) {
+    log_error("spool", "file=%s error=\"short or missing attachment\"",
+              path);
+    free(buf);
+    return NULL;
+  }
+  return buf;
+}
+
+static void
+spool_load_attachments(struct spool *sp, struct cam_event *ev)
+{
+  const char *sql = "SELECT name, content_type, size, data, path"
+                    " FROM attachments WHERE event_id=? ORDER BY seq";
+  sqlite3_stmt *st = NULL;
+
+  if (sqlite3_prepare_v2(sp->rdb, sql, -1, &st, NULL) != SQLITE_OK)
+    return;
+  sqlite3_bind_int64(st, 1, ev->id);
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    size_t len = (size_t)sqlite3_column_int64(st, 2);
+    const char *path = (const char *)sqlite3_column_text(st, 4);
+    unsigned char *data;
+
+    if (path) {
+      data = spool_read_file(path, len);
+      if (data == NULL)
+        continue;
+    } else {
+      const void *blob = sqlite3_column_blob(st, 3);
+
+      len = (size_t)sqlite3_column_bytes(st, 3);
+      data = xmalloc(len);
+      if (len)
+        memcpy(data, blob, len);
+    }
+    cam_event_add_attachment_owned(ev, (const char *)sqlite3_column_text(st, 0),
+                               (const char *)sqlite3_column_text(st, 1),
+                               data, len);
+  }
+  sqlite3_finalize(st);
+}
+
+static void
+spool_load_labels(struct cam_event *ev, const char *text)
+{
+  json_t *obj = text ? json_loads(text, 0, NULL) : NULL;
+  const char *key;
+  json_t *val;
+
+  if (!json_is_object(obj)) {
+    json_decref(obj);
+    return;
+  }
+  json_object_foreach(obj, key, val) {
+    if (json_is_string(val))
+      cam_event_add_label(ev, key, json_string_value(val));
+  }
+  json_decref(obj);
+}
+
+struct cam_event *
+spool_load_event(struct spool *sp, int64_t id)
+{
+  const char *sql = "SELECT camera, camera_name, source, kind, state,"
+                    " device_time, recv_time, title, text, labels"
+                    " FROM events WHERE id=?";
+  sqlite3_stmt *st = NULL;
+  struct cam_event *ev = NULL;
+
+  if (sqlite3_prepare_v2(sp->rdb, sql, -1, &st, NULL) != SQLITE_OK)
+    return NULL;
+  sqlite3_bind_int64(st, 1, id);
+  if (sqlite3_step(st) == SQLITE_ROW) {
+    ev = cam_event_new();
+    ev->id = id;
+    cam_event_set(&ev->camera, (const char *)sqlite3_column_text(st, 0));
+    cam_event_set(&ev->camera_name, (const char *)sqlite3_column_text(st, 1));
+    cam_event_set(&ev->source, (const char *)sqlite3_column_text(st, 2));
+    cam_event_set(&ev->kind, (const char *)sqlite3_column_text(st, 3));
+    event_state_parse((const char *)sqlite3_column_text(st, 4), &ev->state);
+    ev->device_time = sqlite3_column_int64(st, 5);
+    ev->recv_time = sqlite3_column_int64(st, 6);
+    cam_event_set(&ev->title, (const char *)sqlite3_column_text(st, 7));
+    cam_event_set(&ev->text, (const char *)sqlite3_column_text(st, 8));
+    spool_load_labels(ev, (const char *)sqlite3_column_text(st, 9));
+  }
+  sqlite3_finalize(st);
+  if (ev)
+    spool_load_attachments(sp, ev);
+  return ev;
+}

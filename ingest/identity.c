@@ -1,0 +1,84 @@
+/* identity.c - see identity.h. */
+#include "ingest/identity.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/log.h"
+
+void
+identity_sanitize(char *s)
+{
+  for (; *s; s++) {
+    char c = *s;
+    int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+             (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+
+    if (!ok)
+      *s = '_';
+  }
+}
+
+/* Expands {camera}, {name} and {1}..{9} in tmpl. */
+static char *
+identity_expand(const char *tmpl, const struct camera_conf *cam,
+                GMatchInfo *mi)
+{
+  GString *out = g_string_new(NULL);
+  char *res;
+
+  for (const char *p = tmpl; *p; p++) {
+    if (*p == '{' && strncmp(p, "{camera}", 8) == 0) {
+      g_string_append(out, cam->id);
+      p += 7;
+    } else if (*p == '{' && strncmp(p, "{name}", 6) == 0) {
+      g_string_append(out, cam->name ? cam->name : cam->id);
+      p += 5;
+    } else if (*p == '{' && p[1] >= '1' && p[1] <= '9' && p[2] == '}') {
+      char *g = g_match_info_fetch(mi, p[1] - '0');
+
+      if (g)
+        g_string_append(out, g);
+      g_free(g);
+      p += 2;
+    } else {
+      g_string_append_c(out, *p);
+    }
+  }
+  res = xstrdup(out->str);
+  g_string_free(out, TRUE);
+  return res;
+}
+
+void
+identity_resolve(const struct camera_conf *cam, const char *const *texts,
+                 size_t ntexts, char **id, char **name)
+{
+  *id = NULL;
+  *name = NULL;
+  if (cam->channel_re) {
+    for (size_t i = 0; i < ntexts && *id == NULL; i++) {
+      GMatchInfo *mi = NULL;
+
+      if (texts[i] && g_regex_match(cam->channel_re, texts[i], 0, &mi)) {
+        *id = identity_expand(cam->channel_id ? cam->channel_id
+                                              : "{camera}-{1}",
+                              cam, mi);
+        *name = identity_expand(cam->channel_name ? cam->channel_name
+                                                  : "{name} {1}",
+                                cam, mi);
+        identity_sanitize(*id);
+        if (**id == '\0') {
+          free(*id);
+          free(*name);
+          *id = *name = NULL;
+        }
+      }
+      g_match_info_free(mi);
+    }
+  }
+  if (*id == NULL) {
+    *id = xstrdup(cam->id);
+    *name = xstrdup(cam->name ? cam->name : cam->id);
+  }
+}
