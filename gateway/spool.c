@@ -64,6 +64,7 @@ struct spool {
   struct job *tail;
   int stopping;
   char *fail_path;           /* CAMGATE_SPOOL_FAIL, for tests */
+  int wrote_files;           /* this batch made files under att/ */
 };
 
 static const char spool_schema[] =
@@ -133,7 +134,28 @@ spool_write_file(struct spool *sp, int64_t event_id, size_t seq,
     return NULL;
   }
   close(fd);
+  sp->wrote_files = 1;
   return xstrdup(path);
+}
+
+/* A new file's name is durable only once its directory is synced. */
+static int
+spool_sync_dir(struct spool *sp)
+{
+  char path[4096];
+  int fd;
+  int rc;
+
+  if (!sp->wrote_files)
+    return 0;
+  sp->wrote_files = 0;
+  snprintf(path, sizeof(path), "%s/att", sp->dir);
+  fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  rc = fsync(fd);
+  close(fd);
+  return rc;
 }
 
 static char *
@@ -389,21 +411,27 @@ spool_write_batch(struct spool *sp, struct job *batch)
            spool_exec(sp->wdb, "BEGIN IMMEDIATE") == 0;
   size_t n = 0;
 
+  for (struct job *j = batch; j; j = j->next)
+    n++;
   for (struct job *j = batch; ok && j; j = j->next) {
     spool_exec(sp->wdb, "SAVEPOINT job");
     j->ok = spool_write_job(sp, j) == 0;
     if (!j->ok)
       spool_exec(sp->wdb, "ROLLBACK TO job");
     spool_exec(sp->wdb, "RELEASE job");
-    n++;
   }
-  if (ok && spool_exec(sp->wdb, "COMMIT") != 0) {
+  if (ok && spool_sync_dir(sp) != 0) {
+    log_error("spool", "dir=%s/att error=\"%s\"", sp->dir, strerror(errno));
+    spool_exec(sp->wdb, "ROLLBACK");
+    ok = 0;
+  } else if (ok && spool_exec(sp->wdb, "COMMIT") != 0) {
     spool_exec(sp->wdb, "ROLLBACK");
     ok = 0;
   }
   if (!ok) {
-    log_error("spool", "batch=%zu commit=failed; cameras get 451 and retry",
-              n);
+    log_error("spool", "batch=%zu commit=failed msg=\"nothing in this "
+              "batch is acknowledged; cameras get 451 and send again; "
+              "check the disk under the spool path\"", n);
     for (struct job *j = batch; j; j = j->next)
       j->ok = 0;
   } else {

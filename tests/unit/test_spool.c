@@ -1,0 +1,293 @@
+/* Unit tests of the spool: group commit, deliveries, large attachments,
+ * failure injection, pruning, and what survives reopening. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "gateway/event.h"
+#include "gateway/log.h"
+#include "gateway/notify.h"
+#include "gateway/spool.h"
+
+struct fixture {
+  char dir[256];
+  struct event_base *base;
+  struct notify *notify;
+  struct spool *sp;
+  int stored;
+  int ok;
+  int64_t ids[64];
+  int written;
+};
+
+static void
+on_stored(void *arg, int ok, int64_t id)
+{
+  struct fixture *f = arg;
+
+  f->ids[f->stored++] = ok ? id : 0;
+  f->ok += ok;
+}
+
+static void
+on_written(void *arg, int ok)
+{
+  struct fixture *f = arg;
+
+  f->written += ok;
+}
+
+/* Runs the loop until cond holds; at most 5 s. */
+static void
+run_until(struct fixture *f, const int *counter, int want)
+{
+  for (int i = 0; i < 500 && *counter < want; i++) {
+    event_base_loop(f->base, EVLOOP_NONBLOCK);
+    usleep(10000);
+  }
+  assert_int_equal(*counter, want);
+}
+
+static void
+fixture_open(struct fixture *f)
+{
+  char err[256];
+
+  f->base = event_base_new();
+  f->notify = notify_new(f->base);
+  f->sp = spool_open(f->dir, f->notify, err, sizeof(err));
+  assert_non_null(f->sp);
+}
+
+static void
+fixture_close(struct fixture *f)
+{
+  spool_close(f->sp);
+  notify_free(f->notify);
+  event_base_free(f->base);
+}
+
+static int
+setup(void **state)
+{
+  struct fixture *f = calloc(1, sizeof(*f));
+
+  snprintf(f->dir, sizeof(f->dir), "/tmp/camgate-spool-XXXXXX");
+  assert_non_null(mkdtemp(f->dir));
+  fixture_open(f);
+  *state = f;
+  return 0;
+}
+
+static int
+teardown(void **state)
+{
+  struct fixture *f = *state;
+  char cmd[300];
+
+  fixture_close(f);
+  snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+  assert_int_equal(system(cmd), 0);
+  free(f);
+  return 0;
+}
+
+static struct cam_event *
+make_event(const char *camera, size_t attlen)
+{
+  struct cam_event *ev = cam_event_new();
+
+  cam_event_set(&ev->camera, camera);
+  cam_event_set(&ev->camera_name, "Camera");
+  cam_event_set(&ev->source, "smtp");
+  cam_event_set(&ev->kind, "motion");
+  cam_event_set(&ev->title, "Motion Detected");
+  ev->state = EVENT_START;
+  ev->recv_time = now_ms();
+  ev->device_time = 1714566645000;
+  cam_event_add_label(ev, "channel", "D4");
+  if (attlen) {
+    unsigned char *data = malloc(attlen);
+
+    for (size_t i = 0; i < attlen; i++)
+      data[i] = (unsigned char)(i * 7 + 3);
+    data[0] = 0xff;
+    data[1] = 0xd8;
+    cam_event_add_attachment_owned(ev, "a.jpg", "image/jpeg", data, attlen);
+  }
+  return ev;
+}
+
+static void
+test_store_and_load(void **state)
+{
+  struct fixture *f = *state;
+  struct route routes[2] = {{"ha", "all"}, {"phone", "all"}};
+  struct delivery due[8];
+  struct cam_event *ev;
+
+  /* 20 events queued at once: one or a few group commits. */
+  for (int i = 0; i < 20; i++)
+    spool_submit(f->sp, make_event(i % 2 ? "a" : "b", 1000), routes, 2,
+                 on_stored, f);
+  run_until(f, &f->stored, 20);
+  assert_int_equal(f->ok, 20);
+  for (int i = 1; i < 20; i++)
+    assert_true(f->ids[i] > f->ids[i - 1]);
+  assert_int_equal(spool_pending(f->sp, NULL), 40);
+  assert_int_equal(spool_pending(f->sp, "ha"), 20);
+
+  assert_int_equal(spool_due(f->sp, "ha", now_ms(), NULL, 0, due, 8), 8);
+  assert_int_equal(due[0].event_id, f->ids[0]);
+  assert_int_equal(due[7].event_id, f->ids[7]);
+  /* Busy ids are skipped. */
+  assert_int_equal(spool_due(f->sp, "ha", now_ms(), &due[0].id, 1, due, 1),
+                   1);
+  assert_int_equal(due[0].event_id, f->ids[1]);
+
+  ev = spool_load_event(f->sp, f->ids[3]);
+  assert_non_null(ev);
+  assert_string_equal(ev->camera, "a");
+  assert_string_equal(ev->kind, "motion");
+  assert_int_equal(ev->state, EVENT_START);
+  assert_int_equal(ev->device_time, 1714566645000);
+  assert_string_equal(cam_event_label(ev, "channel"), "D4");
+  assert_int_equal(ev->natt, 1);
+  assert_int_equal(ev->att[0].len, 1000);
+  assert_int_equal(ev->att[0].data[2], (unsigned char)(2 * 7 + 3));
+  cam_event_free(ev);
+  assert_null(spool_load_event(f->sp, 999999));
+}
+
+static void
+test_large_attachment_file(void **state)
+{
+  struct fixture *f = *state;
+  struct route r = {"ha", "all"};
+  size_t big = 3 * 1024 * 1024 + 17;
+  struct cam_event *ev;
+
+  spool_submit(f->sp, make_event("big", big), &r, 1, on_stored, f);
+  run_until(f, &f->stored, 1);
+  ev = spool_load_event(f->sp, f->ids[0]);
+  assert_non_null(ev);
+  assert_int_equal(ev->natt, 1);
+  assert_int_equal(ev->att[0].len, big);
+  assert_int_equal(ev->att[0].data[big - 1],
+                   (unsigned char)((big - 1) * 7 + 3));
+  cam_event_free(ev);
+}
+
+static void
+test_update_and_reopen(void **state)
+{
+  struct fixture *f = *state;
+  struct route r = {"ha", "all"};
+  struct delivery due[4];
+  int64_t later = now_ms() + 60000;
+
+  spool_submit(f->sp, make_event("a", 0), &r, 1, on_stored, f);
+  spool_submit(f->sp, make_event("a", 0), &r, 1, on_stored, f);
+  run_until(f, &f->stored, 2);
+  assert_int_equal(spool_due(f->sp, "ha", now_ms(), NULL, 0, due, 4), 2);
+  spool_update_delivery(f->sp, due[0].id, DELIVERY_DONE, 0, 1, 0, NULL,
+                        on_written, f);
+  spool_update_delivery(f->sp, due[1].id, DELIVERY_PENDING, 1, 0, later,
+                        NULL, on_written, f);
+  run_until(f, &f->written, 2);
+  assert_int_equal(spool_due(f->sp, "ha", now_ms(), NULL, 0, due, 4), 0);
+  assert_int_equal(spool_next_due(f->sp, "ha"), later);
+
+  /* Everything committed is there after a reopen. */
+  fixture_close(f);
+  fixture_open(f);
+  assert_int_equal(spool_pending(f->sp, "ha"), 1);
+  assert_int_equal(spool_due(f->sp, "ha", later, NULL, 0, due, 4), 1);
+  assert_int_equal(due[0].phase, 1);
+}
+
+static void
+test_injected_failure(void **state)
+{
+  struct fixture *f = *state;
+  struct route r = {"ha", "all"};
+  char flag[300];
+  FILE *fp;
+
+  /* The variable is read at open: reopen with it set. */
+  snprintf(flag, sizeof(flag), "%s/fail", f->dir);
+  setenv("CAMGATE_SPOOL_FAIL", flag, 1);
+  fixture_close(f);
+  fixture_open(f);
+  fp = fopen(flag, "w");
+  assert_non_null(fp);
+  fclose(fp);
+  spool_submit(f->sp, make_event("a", 10), &r, 1, on_stored, f);
+  run_until(f, &f->stored, 1);
+  assert_int_equal(f->ok, 0);
+  assert_int_equal(spool_pending(f->sp, NULL), 0);
+  unlink(flag);
+  spool_submit(f->sp, make_event("a", 10), &r, 1, on_stored, f);
+  run_until(f, &f->stored, 2);
+  assert_int_equal(f->ok, 1);
+  unsetenv("CAMGATE_SPOOL_FAIL");
+}
+
+static void
+test_prune(void **state)
+{
+  struct fixture *f = *state;
+  struct route r = {"ha", "all"};
+  struct cam_event *old = make_event("a", 0);
+  struct delivery due[4];
+
+  old->recv_time = now_ms() - 3600 * 1000;
+  spool_submit(f->sp, old, &r, 1, on_stored, f);
+  old = make_event("a", 0);
+  old->recv_time = now_ms() - 3600 * 1000;
+  spool_submit(f->sp, old, &r, 1, on_stored, f);
+  run_until(f, &f->stored, 2);
+  /* One delivered, one still pending: only the delivered one goes. */
+  assert_int_equal(spool_due(f->sp, "ha", now_ms(), NULL, 0, due, 4), 2);
+  spool_update_delivery(f->sp, due[0].id, DELIVERY_DONE, 0, 1, 0, NULL,
+                        on_written, f);
+  spool_prune(f->sp, 60);
+  spool_update_delivery(f->sp, due[1].id, DELIVERY_PENDING, 0, 1, 0, NULL,
+                        on_written, f);
+  run_until(f, &f->written, 2);
+  {
+    struct cam_event *gone = spool_load_event(f->sp, f->ids[0]);
+    struct cam_event *kept = spool_load_event(f->sp, f->ids[1]);
+
+    assert_null(gone);
+    assert_non_null(kept);
+    cam_event_free(kept);
+  }
+}
+
+int
+main(void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_store_and_load, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_large_attachment_file, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_update_and_reopen, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_injected_failure, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
+  };
+
+  evthread_use_pthreads();
+  log_set_level(LOGL_WARN);
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
