@@ -63,7 +63,7 @@ struct smtp_body {
   size_t len;
   size_t cap;
   FILE *spill;
-  char path[4096];
+  char path[3200];
   size_t size;        /* bytes of the message so far */
   int too_big;
 };
@@ -108,7 +108,7 @@ struct smtp_server {
   int nsessions;
   int shutting_down;
   uint64_t next_id;
-  char tmpdir[4096];
+  char tmpdir[3072];
 };
 
 static void smtp_process(struct smtp_session *s);
