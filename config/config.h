@@ -38,7 +38,7 @@ enum channel_from {
 };
 
 struct camera_conf {
-  char *id;                 /* [A-Za-z0-9_-]+, unique */
+  char *id;                 /* [A-Za-z0-9_.-]{1,64}, unique */
   char *name;               /* display name; defaults to id */
   char *smtp_user;          /* NULL: no SMTP login */
   char *smtp_password_hash; /* crypt(3) hash, "$y$..." (secret) */
