@@ -91,6 +91,7 @@ struct smtp_session {
   struct smtp_body body;
   struct event *total_timer;
   struct event *delay_timer;
+  struct event *close_timer;
   struct smtp_session *prev;
   struct smtp_session *next;
 };
@@ -139,6 +140,39 @@ smtp_reply(struct smtp_session *s, const char *fmt, ...)
   evbuffer_add(out, "\r\n", 2);
 }
 
+static size_t
+smtp_unsent(struct smtp_session *s)
+{
+  struct bufferevent *under = bufferevent_get_underlying(s->bev);
+  size_t n = evbuffer_get_length(bufferevent_get_output(s->bev));
+
+  if (under)
+    n += evbuffer_get_length(bufferevent_get_output(under));
+  return n;
+}
+
+/* Ends a closing session once its last reply has left. After STARTTLS the
+ * TLS layer hands its bytes to the socket layer under it, whose progress
+ * no callback of ours sees, so that case is polled briefly. */
+static void
+smtp_close_check(struct smtp_session *s)
+{
+  struct timeval tv = {0, 10000};
+
+  if (smtp_unsent(s) == 0)
+    smtp_session_free(s);
+  else if (bufferevent_get_underlying(s->bev))
+    evtimer_add(s->close_timer, &tv);
+}
+
+static void
+smtp_close_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+  (void)fd;
+  (void)what;
+  smtp_close_check(arg);
+}
+
 /* Queues a last reply; the session ends when it has been written. */
 static void
 smtp_close_with(struct smtp_session *s, const char *reply)
@@ -147,8 +181,7 @@ smtp_close_with(struct smtp_session *s, const char *reply)
     smtp_reply(s, "%s", reply);
   bufferevent_disable(s->bev, EV_READ);
   smtp_set_state(s, SMTP_ST_CLOSING);
-  if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-    smtp_session_free(s);
+  smtp_close_check(s);
 }
 
 static void
@@ -397,8 +430,13 @@ smtp_auth_finish(struct smtp_session *s, const char *user, const char *pass)
   struct timeval tv = {SMTP_AUTH_DELAY_MS / 1000,
                        (SMTP_AUTH_DELAY_MS % 1000) * 1000};
 
-  log_escape(euser, sizeof(euser), user, strlen(user));
   cam = auth_check(s->cfg, user, pass);
+  /* A name no camera has may be a password typed in the wrong field:
+   * only configured user names reach the log. */
+  if (cam || config_camera_by_user(s->cfg, user))
+    log_escape(euser, sizeof(euser), user, strlen(user));
+  else
+    snprintf(euser, sizeof(euser), "(unknown)");
   if (cam) {
     auth_succeeded((struct sockaddr *)&s->peer_sa);
     s->authed = 1;
@@ -828,9 +866,9 @@ smtp_write_cb(struct bufferevent *bev, void *arg)
 {
   struct smtp_session *s = arg;
 
-  if (s->state == SMTP_ST_CLOSING &&
-      evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-    smtp_session_free(s);
+  (void)bev;
+  if (s->state == SMTP_ST_CLOSING)
+    smtp_close_check(s);
 }
 
 static void
@@ -922,6 +960,7 @@ smtp_session_free(struct smtp_session *s)
     bufferevent_free(s->bev);
   event_free(s->total_timer);
   event_free(s->delay_timer);
+  event_free(s->close_timer);
   smtp_envelope_reset(s);
   explicit_bzero(s->auth_user, sizeof(s->auth_user));
   config_unref(s->cfg);
@@ -983,6 +1022,7 @@ smtp_accept(struct smtp_server *srv, evutil_socket_t fd,
     fatal("smtp: cannot make a bufferevent");
   s->total_timer = evtimer_new(srv->base, smtp_total_cb, s);
   s->delay_timer = evtimer_new(srv->base, smtp_delay_cb, s);
+  s->close_timer = evtimer_new(srv->base, smtp_close_timer_cb, s);
   evtimer_add(s->total_timer, &total);
   s->next = srv->sessions;
   if (srv->sessions)
