@@ -27,6 +27,7 @@ cam_event_free(struct cam_event *ev)
   free(ev->kind);
   free(ev->title);
   free(ev->text);
+  free(ev->rule);
   for (size_t i = 0; i < ev->natt; i++) {
     free(ev->att[i].name);
     free(ev->att[i].content_type);

@@ -39,6 +39,11 @@ struct cam_event {
   size_t natt;
   struct label *labels;
   size_t nlabels;
+  /* Filled by the delivery scheduler for the backend at hand. */
+  char *rule;             /* name of the rule that sent it there */
+  int folded;             /* later events held back by rate limits and
+                           * folded into this notification */
+  int64_t folded_since;   /* ms since epoch of the first of those */
 };
 
 /* Returns a zeroed event; never NULL. Free with cam_event_free(). */
