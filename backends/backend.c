@@ -9,6 +9,10 @@ backend_ops_for(enum backend_type type)
   switch (type) {
   case BACKEND_MQTT:
     return &mqtt_backend_ops;
+  case BACKEND_EMAIL:
+    return &email_backend_ops;
+  case BACKEND_NTFY:
+    return &ntfy_backend_ops;
   }
   return NULL;
 }

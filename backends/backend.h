@@ -51,5 +51,7 @@ struct backend_ops {
 const struct backend_ops *backend_ops_for(enum backend_type type);
 
 extern const struct backend_ops mqtt_backend_ops;
+extern const struct backend_ops email_backend_ops;
+extern const struct backend_ops ntfy_backend_ops;
 
 #endif

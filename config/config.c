@@ -24,6 +24,7 @@
 #include <yaml.h>
 
 #include "gateway/log.h"
+#include "gateway/template.h"
 
 /* The config file itself and secret files; both are small by nature. */
 #define CONFIG_MAX_BYTES (1024 * 1024)
@@ -50,7 +51,9 @@ enum ftype {
   FT_MATCH,     /* struct match_list: one glob or a list of them */
   FT_CIDRLIST,  /* struct cidr * at off, count at off_n */
   FT_MAP,       /* a nested mapping; sub's offsets are relative to off */
-  FT_LIST       /* a list of mappings: elem_size array at off, n at off_n */
+  FT_LIST,      /* a list of mappings: elem_size array at off, n at off_n */
+  FT_LABELS,    /* struct label_match * at off, count at off_n */
+  FT_BACKENDS   /* a rule's backends: names or {backend: ...} mappings */
 };
 
 #define F_REQUIRED 0x01u
@@ -665,6 +668,127 @@ check_private(const char *s, char *found, size_t sz)
   return NULL;
 }
 
+/* An addr-spec as mailbox headers and SMTP take it: local@domain, no
+ * spaces, brackets or quotes (a display name has its own key). */
+static const char *
+check_email_addr(const char *s, char *found, size_t sz)
+{
+  const char *at = strchr(s, '@');
+
+  (void)found, (void)sz;
+  if (at == NULL || at == s || at[1] == '\0' || strchr(at + 1, '@') ||
+      strlen(s) > 254 || strpbrk(s, "<>\"(),;: \t\r\n\\"))
+    return "an e-mail address like alerts@example.com";
+  for (const char *p = s; *p; p++)
+    if (!isgraph((unsigned char)*p))
+      return "an e-mail address like alerts@example.com";
+  return NULL;
+}
+
+static const char *
+check_url(const char *s, char *found, size_t sz)
+{
+  (void)found, (void)sz;
+  if ((strncmp(s, "https://", 8) != 0 && strncmp(s, "http://", 7) != 0) ||
+      check_token(s, found, sz) != NULL)
+    return "an http:// or https:// URL";
+  return NULL;
+}
+
+static const char *
+check_time_zone(const char *s, char *found, size_t sz)
+{
+  GTimeZone *tz = g_time_zone_new_identifier(s);
+
+  (void)found, (void)sz;
+  if (tz == NULL)
+    return "a time zone name like Europe/Berlin or UTC";
+  g_time_zone_unref(tz);
+  return NULL;
+}
+
+/* ---- validators of rules ---- */
+
+static const char *
+check_template(const char *s, char *found, size_t sz)
+{
+  return template_check(s, found, sz);
+}
+
+static const char *
+check_rate(const char *s, char *found, size_t sz)
+{
+  int n, per;
+
+  (void)found, (void)sz;
+  return config_parse_rate(s, &n, &per) == 0 ? NULL
+         : "a rate like 10/h, 3/5m or 100/d (1 to 100000 per 1s to 30d)";
+}
+
+static const char *
+check_window(const char *s, char *found, size_t sz)
+{
+  int from, to;
+
+  (void)found, (void)sz;
+  return config_parse_window(s, &from, &to) == 0 ? NULL
+         : "a time window like 23:00-06:30 (HH:MM-HH:MM; 24:00 ends a day)";
+}
+
+static const char *
+check_days(const char *s, char *found, size_t sz)
+{
+  unsigned mask = 0;
+
+  (void)found, (void)sz;
+  return config_parse_days(s, &mask) == 0 ? NULL
+         : "a day (mon, tue, wed, thu, fri, sat, sun) or a range like "
+           "mon-fri";
+}
+
+static const char *
+check_snapshot(const char *s, char *found, size_t sz)
+{
+  int w, h;
+
+  (void)found, (void)sz;
+  return config_parse_snapshot(s, &w, &h) == 0 ? NULL
+         : "a snapshot size like 640x480, or full, or none";
+}
+
+/* ---- validators of ntfy ---- */
+
+static const char *
+check_ntfy_topic(const char *s, char *found, size_t sz)
+{
+  (void)found, (void)sz;
+  return chars_ok(s, 64, "_-", 0) ? NULL : "1 to 64 of A-Z a-z 0-9 _ -";
+}
+
+/* Basic auth joins user and password with ':'. */
+static const char *
+check_ntfy_user(const char *s, char *found, size_t sz)
+{
+  if (check_token(s, found, sz) || strchr(s, ':'))
+    return "a user name without spaces or ':'";
+  return NULL;
+}
+
+static const char *
+check_nonempty_template(const char *s, char *found, size_t sz)
+{
+  return *s ? check_template(s, found, sz) : "a non-empty template";
+}
+
+/* A URL that may hold {fields}, like http://cam/{camera}. */
+static const char *
+check_url_template(const char *s, char *found, size_t sz)
+{
+  const char *expect = check_url(s, found, sz);
+
+  return expect ? expect : check_template(s, found, sz);
+}
+
 /* ---- setters, one per type ---- */
 
 static void *
@@ -1078,6 +1202,157 @@ free_list(const struct field *f, void *obj)
   *n = 0;
 }
 
+/* ---- the types of rules: labels and backends ---- */
+
+/* A rule's item of `backends` while it is parsed: the action, whose
+ * schema's offsets start at 0, and the backend it is for. */
+struct action_item {
+  struct action_conf act;
+  char *backend;
+};
+
+static const struct schema action_schema;
+static const struct schema action_item_schema;
+
+static size_t
+map_count(const yaml_node_t *n)
+{
+  return (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+}
+
+/* One label of a rule's `labels`: its globs. Returns 0 when kept. */
+static int
+label_set(struct ctx *cx, yaml_node_pair_t *p, struct label_match *lm)
+{
+  yaml_node_t *k = yaml_document_get_node(&cx->ld->doc, p->key);
+  char path[PATH_LEN], found[FOUND_LEN];
+  struct ctx ic = *cx;
+  const char *key;
+
+  if (k == NULL || k->type != YAML_SCALAR_NODE || node_is_null(k)) {
+    load_error(cx->ld, k, cx->path, "expected a label name, found %s",
+               node_found(k, 0, found, sizeof(found)));
+    return -1;
+  }
+  key = (const char *)k->data.scalar.value;
+  path_join(path, sizeof(path), cx->path, key);
+  ic.path = path;
+  ic.node = yaml_document_get_node(&cx->ld->doc, p->value);
+  if (ic.node == NULL || node_is_null(ic.node)) {
+    cx_bad(&ic, NULL, "a glob or a list of globs");
+    return -1;
+  }
+  lm->values.globs = xcalloc(node_count(ic.node), sizeof(char *));
+  lm->values.n = each_item(&ic, "a glob or a list of globs", 1, str_item,
+                           lm->values.globs);
+  lm->key = xstrdup(key);
+  return 0;
+}
+
+static int
+set_labels(struct ctx *cx)
+{
+  struct label_match *arr;
+  size_t n = 0;
+
+  if (cx->node->type != YAML_MAPPING_NODE)
+    return cx_bad(cx, NULL, "a mapping of label names to globs");
+  arr = xcalloc(map_count(cx->node) + 1, sizeof(*arr));
+  for (yaml_node_pair_t *p = cx->node->data.mapping.pairs.start;
+       p < cx->node->data.mapping.pairs.top; p++)
+    if (label_set(cx, p, &arr[n]) == 0)
+      n++;
+  *(struct label_match **)cx_dst(cx) = arr;
+  *(size_t *)((char *)cx->obj + cx->f->off_n) = n;
+  return 0;
+}
+
+/* One item of a rule's `backends`: a name, or a mapping with `backend`
+ * and what that backend gets. Returns 0 when kept. */
+static int
+rule_backend_set(struct ctx *ic, struct rule_conf *rc, size_t i)
+{
+  struct action_item ai;
+
+  if (ic->node->type == YAML_MAPPING_NODE) {
+    memset(&ai, 0, sizeof(ai));
+    parse_obj(ic->ld, &action_item_schema, ic->node, ic->path, &ai, i);
+    if (ai.backend == NULL) {
+      obj_free(&action_item_schema, &ai);
+      return -1;
+    }
+    rc->backends[i] = ai.backend;
+    rc->actions[i] = ai.act;
+    return 0;
+  }
+  if (ic->node->type != YAML_SCALAR_NODE || node_is_null(ic->node))
+    return cx_bad(ic, NULL, "a backend name or a mapping with backend:");
+  ic->text = (const char *)ic->node->data.scalar.value;
+  if (run_check(ic, check_nonempty, ic->text) < 0)
+    return -1;
+  rc->backends[i] = xstrdup(ic->text);
+  return 0;
+}
+
+static int
+set_rule_backends(struct ctx *cx)
+{
+  struct rule_conf *rc = cx->obj;
+  size_t count, n = 0;
+
+  if (cx->node->type != YAML_SEQUENCE_NODE)
+    return cx_bad(cx, NULL, "a list of backend names or mappings with "
+                  "backend:");
+  count = node_count(cx->node);
+  rc->backends = xcalloc(count + 1, sizeof(char *));
+  rc->actions = xcalloc(count + 1, sizeof(struct action_conf));
+  for (size_t i = 0; i < count; i++) {
+    char path[PATH_LEN];
+    struct ctx ic = *cx;
+
+    snprintf(path, sizeof(path), "%s[%zu]", cx->path, i);
+    ic.path = path;
+    ic.node = seq_item(&cx->ld->doc, cx->node, i);
+    if (ic.node && rule_backend_set(&ic, rc, n) == 0)
+      n++;
+  }
+  rc->nbackends = n;
+  return 0;
+}
+
+static void
+free_labels(const struct field *f, void *obj)
+{
+  struct label_match **p = (void *)((char *)obj + f->off);
+  size_t *n = (void *)((char *)obj + f->off_n);
+
+  for (size_t i = 0; *p && i < *n; i++) {
+    free((*p)[i].key);
+    free_strv((*p)[i].values.globs, (*p)[i].values.n);
+  }
+  free(*p);
+  *p = NULL;
+  *n = 0;
+}
+
+static void
+free_rule_backends(const struct field *f, void *obj)
+{
+  struct rule_conf *rc = obj;
+
+  (void)f;
+  for (size_t i = 0; i < rc->nbackends; i++) {
+    free(rc->backends[i]);
+    if (rc->actions)
+      obj_free(&action_schema, &rc->actions[i]);
+  }
+  free(rc->backends);
+  free(rc->actions);
+  rc->backends = NULL;
+  rc->actions = NULL;
+  rc->nbackends = 0;
+}
+
 static const struct ftype_ops ftype_ops[] = {
   [FT_STRING] = {"a string", 1, set_string, free_string},
   [FT_INT] = {"an integer", 1, set_int, free_nothing},
@@ -1092,6 +1367,8 @@ static const struct ftype_ops ftype_ops[] = {
   [FT_CIDRLIST] = {"a list of networks", 0, set_cidrlist, free_cidrlist},
   [FT_MAP] = {"a mapping", 0, set_map, free_map},
   [FT_LIST] = {"a list", 0, set_list, free_list},
+  [FT_LABELS] = {"a mapping", 0, set_labels, free_labels},
+  [FT_BACKENDS] = {"a list", 0, set_rule_backends, free_rule_backends},
 };
 
 /* ---- the mapping walker ---- */
@@ -1396,7 +1673,12 @@ obj_free(const struct schema *sc, void *obj)
 #define CAM(m) offsetof(struct camera_conf, m)
 #define BE(m) offsetof(struct backend_conf, m)
 #define MQ(m) offsetof(struct backend_conf, u.mqtt.m)
+#define EM(m) offsetof(struct backend_conf, u.email.m)
+#define OA(m) offsetof(struct oauth_conf, m)
 #define RU(m) offsetof(struct rule_conf, m)
+#define NT(m) offsetof(struct backend_conf, u.ntfy.m)
+#define NA(m) offsetof(struct ntfy_action_conf, m)
+#define AC(m) offsetof(struct action_conf, m)
 
 static const struct choice log_levels[] = {
   {"error", 0}, {"warn", 0}, {"info", 0}, {"debug", 0}, {NULL, 0}
@@ -1416,9 +1698,46 @@ static const struct choice channel_froms[] = {
   {"subject", CHANNEL_SUBJECT}, {"body", CHANNEL_BODY}, {NULL, 0}
 };
 static const struct choice backend_types[] = {
-  {"mqtt", BACKEND_MQTT}, {NULL, 0}
+  {"mqtt", BACKEND_MQTT}, {"email", BACKEND_EMAIL}, {"ntfy", BACKEND_NTFY},
+  {NULL, 0}
+};
+static const struct choice ntfy_priorities[] = {
+  {"min", 1}, {"low", 2}, {"default", 3}, {"high", 4}, {"urgent", 5},
+  {"max", 5}, {"1", 1}, {"2", 2}, {"3", 3}, {"4", 4}, {"5", 5}, {NULL, 0}
+};
+static const struct choice ntfy_action_types[] = {
+  {"view", NTFY_ACTION_VIEW}, {"http", NTFY_ACTION_HTTP}, {NULL, 0}
+};
+static const struct choice http_methods[] = {
+  {"GET", 0}, {"POST", 0}, {"PUT", 0}, {"DELETE", 0}, {NULL, 0}
+};
+static const struct choice email_transports[] = {
+  {"smtp", EMAIL_SMTP}, {"smtp_xoauth2", EMAIL_SMTP_XOAUTH2},
+  {"graph", EMAIL_GRAPH}, {NULL, 0}
+};
+static const struct choice email_tls_modes[] = {
+  {"starttls", EMAIL_TLS_STARTTLS}, {"implicit", EMAIL_TLS_IMPLICIT},
+  {"none", EMAIL_TLS_NONE}, {NULL, 0}
+};
+static const struct choice oauth_providers[] = {
+  {"microsoft", OAUTH_MICROSOFT}, {"google", OAUTH_GOOGLE}, {NULL, 0}
+};
+static const struct choice oauth_flows[] = {
+  {"device", OAUTH_FLOW_DEVICE}, {"auth_code", OAUTH_FLOW_AUTH_CODE},
+  {"client_credentials", OAUTH_FLOW_CLIENT_CREDENTIALS}, {NULL, 0}
 };
 
+static const struct choice priorities[] = {
+  {"min", 0}, {"low", 0}, {"default", 0}, {"high", 0}, {"urgent", 0},
+  {NULL, 0}
+};
+static const struct choice snapshot_matches[] = {
+  {"true", MATCH_SNAPSHOT_YES}, {"yes", MATCH_SNAPSHOT_YES},
+  {"false", MATCH_SNAPSHOT_NO}, {"no", MATCH_SNAPSHOT_NO}, {NULL, 0}
+};
+
+static void action_finish(struct loader *ld, void *obj, const char *path,
+                          size_t idx);
 static void smtp_finish(struct loader *ld, void *obj, const char *path,
                         size_t idx);
 static void camera_finish(struct loader *ld, void *obj, const char *path,
@@ -1524,6 +1843,53 @@ static const struct field channel_fields[] = {
 };
 static const struct schema channel_schema = {channel_fields, NULL, NULL};
 
+/* What a rule does for a backend; also backends[].defaults and
+ * cameras[].defaults. The limit keys also make cameras[].limit. */
+#define LIMIT_FIELDS \
+  {.key = "cooldown", .type = FT_DURATION, .off = AC(cooldown), .min = 0, \
+   .max = 7 * DAY}, \
+  {.key = "rate", .type = FT_STRING, .off = AC(rate), .check = check_rate}, \
+  {.key = "burst", .type = FT_INT, .off = AC(burst), .min = 1, \
+   .max = 10000}, \
+  {.key = "daily_cap", .type = FT_INT, .off = AC(daily_cap), .min = 1, \
+   .max = 100000}
+#define ACTION_FIELDS \
+  {.key = "priority", .type = FT_STRING, .off = AC(priority), \
+   .choices = priorities, .what = "priority"}, \
+  {.key = "title", .type = FT_STRING, .off = AC(title), \
+   .check = check_template}, \
+  {.key = "message", .type = FT_STRING, .off = AC(message), \
+   .check = check_template}, \
+  {.key = "snapshot", .type = FT_STRING, .off = AC(snapshot), \
+   .check = check_snapshot}, \
+  LIMIT_FIELDS, \
+  {.key = "summary", .type = FT_BOOL, .off = AC(summary)}
+
+static const struct field action_fields[] = {
+  ACTION_FIELDS,
+  {.key = NULL}
+};
+static const struct schema action_schema = {
+  action_fields, NULL, action_finish
+};
+
+static const struct field action_item_fields[] = {
+  {.key = "backend", .type = FT_STRING,
+   .off = offsetof(struct action_item, backend), .flags = F_REQUIRED,
+   .check = check_nonempty},
+  ACTION_FIELDS,
+  {.key = NULL}
+};
+static const struct schema action_item_schema = {
+  action_item_fields, NULL, action_finish
+};
+
+static const struct field limit_fields[] = {
+  LIMIT_FIELDS,
+  {.key = NULL}
+};
+static const struct schema limit_schema = {limit_fields, NULL, action_finish};
+
 static const struct field camera_fields[] = {
   {.key = "id", .type = FT_STRING, .off = CAM(id), .flags = F_REQUIRED,
    .check = check_camera_id},
@@ -1537,6 +1903,10 @@ static const struct field camera_fields[] = {
    .sub = &channel_schema},
   {.key = "kinds", .type = FT_STRLIST, .off = CAM(kinds),
    .off_n = CAM(nkinds), .check = check_kind},
+  {.key = "defaults", .type = FT_MAP, .off = CAM(defaults),
+   .flags = F_OPTIONAL, .sub = &action_schema},
+  {.key = "limit", .type = FT_MAP, .off = CAM(limit), .flags = F_OPTIONAL,
+   .sub = &limit_schema},
   {.key = NULL}
 };
 static const struct schema camera_schema = {
@@ -1555,6 +1925,8 @@ static const struct field backend_fields[] = {
    .max = 7 * DAY, .def = "10m"},
   {.key = "max_attempts", .type = FT_INT, .off = BE(max_attempts), .min = 0,
    .max = 1000000, .def = "0"},
+  {.key = "defaults", .type = FT_MAP, .off = BE(defaults),
+   .flags = F_OPTIONAL, .sub = &action_schema},
   {.key = NULL}
 };
 static const struct schema backend_schema = {
@@ -1589,15 +1961,165 @@ static const struct field mqtt_fields[] = {
    .max = DAY, .def = "30s"},
   {.key = "start_timeout", .type = FT_DURATION, .off = MQ(start_timeout),
    .min = 1, .max = 7 * DAY, .def = "5m"},
+  {.key = "snapshot", .type = FT_STRING, .off = MQ(snapshot),
+   .check = check_snapshot},
+  {.key = "quality", .type = FT_INT, .off = MQ(quality), .min = 1,
+   .max = 100, .def = "75"},
   {.key = NULL}
 };
 static const struct schema mqtt_schema = {mqtt_fields, NULL, NULL};
+
+static const struct field oauth_fields[] = {
+  {.key = "provider", .type = FT_ENUM, .off = OA(provider),
+   .def = "microsoft", .choices = oauth_providers,
+   .what = "OAuth provider"},
+  {.key = "flow", .type = FT_ENUM, .off = OA(flow), .choices = oauth_flows,
+   .what = "OAuth flow"},
+  {.key = "client_id", .type = FT_STRING, .off = OA(client_id),
+   .check = check_token},
+  {.key = "client_secret", .type = FT_STRING, .off = OA(client_secret),
+   .flags = F_SECRET, .check = check_nonempty},
+  {.key = "tenant", .type = FT_STRING, .off = OA(tenant), .def = "common",
+   .check = check_token},
+  {.key = "scope", .type = FT_STRING, .off = OA(scope),
+   .check = check_nonempty},
+  {.key = "authority", .type = FT_STRING, .off = OA(authority),
+   .def = "https://login.microsoftonline.com", .check = check_url},
+  {.key = "token_url", .type = FT_STRING, .off = OA(token_url),
+   .check = check_url},
+  {.key = "device_code_url", .type = FT_STRING, .off = OA(device_code_url),
+   .check = check_url},
+  {.key = "auth_url", .type = FT_STRING, .off = OA(auth_url),
+   .check = check_url},
+  {.key = "redirect_uri", .type = FT_STRING, .off = OA(redirect_uri),
+   .def = "http://127.0.0.1:8765/", .check = check_url},
+  {.key = "token_file", .type = FT_STRING, .off = OA(token_file),
+   .check = check_nonempty},
+  {.key = "refresh_margin", .type = FT_DURATION, .off = OA(refresh_margin),
+   .min = 10, .max = DAY, .def = "5m"},
+  {.key = "refresh_every", .type = FT_DURATION, .off = OA(refresh_every),
+   .min = 60, .max = 30 * DAY, .def = "1d"},
+  {.key = NULL}
+};
+static const struct schema oauth_schema = {oauth_fields, NULL, NULL};
+
+static const struct field email_fields[] = {
+  {.key = "transport", .type = FT_ENUM, .off = EM(transport),
+   .flags = F_REQUIRED, .choices = email_transports,
+   .what = "e-mail transport"},
+  {.key = "host", .type = FT_STRING, .off = EM(host),
+   .check = check_mqtt_host},
+  {.key = "port", .type = FT_INT, .off = EM(port), .min = 1, .max = 65535},
+  {.key = "tls", .type = FT_ENUM, .off = EM(tls), .def = "starttls",
+   .choices = email_tls_modes, .what = "TLS mode"},
+  {.key = "ca_file", .type = FT_STRING, .off = EM(ca_file),
+   .check = check_readable},
+  {.key = "user", .type = FT_STRING, .off = EM(user), .check = check_token},
+  {.key = "password", .type = FT_STRING, .off = EM(password),
+   .flags = F_SECRET, .check = check_nonempty},
+  {.key = "from", .type = FT_STRING, .off = EM(from), .flags = F_REQUIRED,
+   .check = check_email_addr},
+  {.key = "from_name", .type = FT_STRING, .off = EM(from_name),
+   .def = "camgate", .check = check_nonempty},
+  {.key = "to", .type = FT_STRLIST, .off = EM(to), .off_n = EM(nto),
+   .flags = F_REQUIRED, .check = check_email_addr},
+  {.key = "cc", .type = FT_STRLIST, .off = EM(cc), .off_n = EM(ncc),
+   .check = check_email_addr},
+  {.key = "reply_to_camera", .type = FT_BOOL, .off = EM(reply_to_camera),
+   .def = "false"},
+  {.key = "subject", .type = FT_STRING, .off = EM(subject),
+   .def = "{camera_name}: {kind}", .check = check_template},
+  {.key = "body", .type = FT_STRING, .off = EM(body),
+   .def = "{title}\n\n{text}\n\nCamera: {camera_name} ({camera})\n"
+          "Event: {kind} {state}\nTime: {datetime}\nRule: {rule}\n",
+   .check = check_template},
+  {.key = "time_zone", .type = FT_STRING, .off = EM(time_zone),
+   .check = check_time_zone},
+  {.key = "attach", .type = FT_BOOL, .off = EM(attach), .def = "true"},
+  {.key = "max_size", .type = FT_SIZE, .off = EM(max_size), .min = 64 * KIB,
+   .max = KIB * KIB * KIB, .def = "20M"},
+  {.key = "timeout", .type = FT_DURATION, .off = EM(timeout), .min = 1,
+   .max = 3600, .def = "60s"},
+  {.key = "max_per_minute", .type = FT_INT, .off = EM(max_per_minute),
+   .min = 0, .max = 600, .def = "0"},
+  {.key = "graph_url", .type = FT_STRING, .off = EM(graph_url),
+   .def = "https://graph.microsoft.com/v1.0", .check = check_url},
+  {.key = "mailbox", .type = FT_STRING, .off = EM(mailbox),
+   .check = check_email_addr},
+  {.key = "oauth", .type = FT_MAP, .off = EM(oauth), .sub = &oauth_schema},
+  {.key = NULL}
+};
+static const struct schema email_schema = {email_fields, NULL, NULL};
+
+static const struct field ntfy_action_fields[] = {
+  {.key = "action", .type = FT_ENUM, .off = NA(type), .def = "view",
+   .choices = ntfy_action_types, .what = "ntfy action"},
+  {.key = "label", .type = FT_STRING, .off = NA(label),
+   .flags = F_REQUIRED, .check = check_nonempty_template},
+  {.key = "url", .type = FT_STRING, .off = NA(url), .flags = F_REQUIRED,
+   .check = check_url_template},
+  {.key = "method", .type = FT_STRING, .off = NA(method),
+   .choices = http_methods, .what = "HTTP method"},
+  {.key = "body", .type = FT_STRING, .off = NA(body),
+   .check = check_template},
+  {.key = "clear", .type = FT_BOOL, .off = NA(clear), .def = "false"},
+  {.key = NULL}
+};
+static const struct schema ntfy_action_schema = {
+  ntfy_action_fields, NULL, NULL
+};
+
+static const struct field ntfy_fields[] = {
+  {.key = "url", .type = FT_STRING, .off = NT(url),
+   .def = "https://ntfy.sh", .check = check_url},
+  {.key = "topic", .type = FT_STRING, .off = NT(topic), .flags = F_REQUIRED,
+   .check = check_ntfy_topic},
+  {.key = "token", .type = FT_STRING, .off = NT(token), .flags = F_SECRET,
+   .check = check_token},
+  {.key = "user", .type = FT_STRING, .off = NT(user),
+   .check = check_ntfy_user},
+  {.key = "password", .type = FT_STRING, .off = NT(password),
+   .flags = F_SECRET, .check = check_nonempty},
+  {.key = "priority", .type = FT_ENUM, .off = NT(priority),
+   .def = "default", .choices = ntfy_priorities, .what = "ntfy priority"},
+  {.key = "tags", .type = FT_STRLIST, .off = NT(tags), .off_n = NT(ntags),
+   .check = check_nonempty_template},
+  {.key = "click", .type = FT_STRING, .off = NT(click),
+   .check = check_url_template},
+  {.key = "icon", .type = FT_STRING, .off = NT(icon),
+   .check = check_url_template},
+  {.key = "actions", .type = FT_LIST, .off = NT(actions),
+   .off_n = NT(nactions), .sub = &ntfy_action_schema,
+   .elem_size = sizeof(struct ntfy_action_conf)},
+  {.key = "title", .type = FT_STRING, .off = NT(title),
+   .check = check_nonempty_template},
+  {.key = "message", .type = FT_STRING, .off = NT(message),
+   .check = check_nonempty_template},
+  {.key = "snapshot", .type = FT_STRING, .off = NT(snapshot),
+   .def = "640x480", .check = check_snapshot},
+  {.key = "quality", .type = FT_INT, .off = NT(quality), .min = 1,
+   .max = 100, .def = "75"},
+  {.key = "max_attachment", .type = FT_SIZE, .off = NT(max_attachment),
+   .min = KIB, .max = KIB * KIB * KIB, .def = "2M"},
+  {.key = "timeout", .type = FT_DURATION, .off = NT(timeout), .min = 1,
+   .max = 600, .def = "30s"},
+  {.key = "ca_file", .type = FT_STRING, .off = NT(ca_file),
+   .check = check_readable},
+  {.key = NULL}
+};
+static const struct schema ntfy_schema = {ntfy_fields, NULL, NULL};
 
 static const struct field match_fields[] = {
   {.key = "camera", .type = FT_MATCH, .off = RU(camera)},
   {.key = "kind", .type = FT_MATCH, .off = RU(kind)},
   {.key = "source", .type = FT_MATCH, .off = RU(source)},
   {.key = "state", .type = FT_MATCH, .off = RU(state)},
+  {.key = "labels", .type = FT_LABELS, .off = RU(labels),
+   .off_n = RU(nlabels)},
+  {.key = "days", .type = FT_MATCH, .off = RU(days), .check = check_days},
+  {.key = "time", .type = FT_MATCH, .off = RU(time), .check = check_window},
+  {.key = "snapshot", .type = FT_ENUM, .off = RU(snapshot),
+   .choices = snapshot_matches},
   {.key = NULL}
 };
 static const struct schema match_schema = {match_fields, NULL, NULL};
@@ -1607,8 +2129,7 @@ static const struct field rule_fields[] = {
    .check = check_nonempty},
   {.key = "match", .type = FT_MAP, .flags = F_OPTIONAL,
    .sub = &match_schema},
-  {.key = "backends", .type = FT_STRLIST, .off = RU(backends),
-   .off_n = RU(nbackends), .check = check_nonempty},
+  {.key = "backends", .type = FT_BACKENDS, .off = RU(backends)},
   {.key = "continue", .type = FT_BOOL, .off = RU(cont), .def = "false"},
   {.key = "drop", .type = FT_BOOL, .off = RU(drop), .def = "false"},
   {.key = NULL}
@@ -1630,6 +2151,8 @@ static const struct field root_fields[] = {
    .elem_size = sizeof(struct backend_conf)},
   {.key = "rules", .type = FT_LIST, .off = CF(rules), .off_n = CF(nrules),
    .sub = &rule_schema, .elem_size = sizeof(struct rule_conf)},
+  {.key = "timezone", .type = FT_STRING, .off = CF(timezone),
+   .check = check_time_zone},
   {.key = NULL}
 };
 static const struct schema root_schema = {root_fields, NULL, root_finish};
@@ -1642,6 +2165,10 @@ backend_variant(const void *obj)
   switch (bc->type) {
   case BACKEND_MQTT:
     return &mqtt_schema;
+  case BACKEND_EMAIL:
+    return &email_schema;
+  case BACKEND_NTFY:
+    return &ntfy_schema;
   }
   return NULL;
 }
@@ -1698,6 +2225,171 @@ camera_finish(struct loader *ld, void *obj, const char *path, size_t idx)
     cc->name = xstrdup(cc->id);
 }
 
+/* Returns "AUTHORITY/TENANT/oauth2/v2.0/ENDPOINT", malloc'd. */
+static char *
+ms_url(const struct oauth_conf *oc, const char *endpoint)
+{
+  size_t n = strlen(oc->authority) + strlen(oc->tenant) +
+             strlen(endpoint) + 16;
+  char *s = xmalloc(n);
+
+  snprintf(s, n, "%s/%s/oauth2/v2.0/%s", oc->authority, oc->tenant,
+           endpoint);
+  return s;
+}
+
+/* The scope a provider wants for the transport and flow at hand. */
+static const char *
+oauth_default_scope(const struct email_conf *ec)
+{
+  const struct oauth_conf *oc = &ec->oauth;
+  int graph = ec->transport == EMAIL_GRAPH;
+
+  if (oc->provider == OAUTH_GOOGLE)
+    return "https://mail.google.com/";
+  if (oc->flow == OAUTH_FLOW_CLIENT_CREDENTIALS)
+    return graph ? "https://graph.microsoft.com/.default"
+                 : "https://outlook.office365.com/.default";
+  return graph ? "https://graph.microsoft.com/Mail.Send offline_access"
+               : "https://outlook.office.com/SMTP.Send offline_access";
+}
+
+static void
+oauth_defaults(struct email_conf *ec)
+{
+  struct oauth_conf *oc = &ec->oauth;
+
+  if (oc->flow == OAUTH_FLOW_DEFAULT)
+    oc->flow = oc->provider == OAUTH_GOOGLE ? OAUTH_FLOW_AUTH_CODE
+                                            : OAUTH_FLOW_DEVICE;
+  if (oc->scope == NULL)
+    oc->scope = xstrdup(oauth_default_scope(ec));
+  if (oc->provider == OAUTH_GOOGLE) {
+    if (oc->token_url == NULL)
+      oc->token_url = xstrdup("https://oauth2.googleapis.com/token");
+    if (oc->auth_url == NULL)
+      oc->auth_url = xstrdup("https://accounts.google.com/o/oauth2/v2/auth");
+    return;
+  }
+  if (oc->authority == NULL || oc->tenant == NULL)
+    return;   /* already reported */
+  if (oc->token_url == NULL)
+    oc->token_url = ms_url(oc, "token");
+  if (oc->device_code_url == NULL)
+    oc->device_code_url = ms_url(oc, "devicecode");
+  if (oc->auth_url == NULL)
+    oc->auth_url = ms_url(oc, "authorize");
+}
+
+static void
+oauth_check(struct loader *ld, const struct email_conf *ec,
+            const char *path)
+{
+  const struct oauth_conf *oc = &ec->oauth;
+  int app = oc->flow == OAUTH_FLOW_CLIENT_CREDENTIALS;
+  char sub[PATH_LEN];
+
+  path_join(sub, sizeof(sub), path, "oauth");
+  if (oc->client_id == NULL)
+    path_error(ld, sub, "expected oauth.client_id for transport %s, found "
+               "none", choice_name(email_transports, ec->transport));
+  if (oc->token_file == NULL && !app)
+    path_error(ld, sub, "expected oauth.token_file (where the login keeps "
+               "its tokens), found none");
+  if ((app || oc->provider == OAUTH_GOOGLE) && oc->client_secret == NULL)
+    path_error(ld, sub, "expected oauth.client_secret for this provider "
+               "and flow, found none");
+  if (app && oc->provider != OAUTH_MICROSOFT)
+    path_error(ld, sub, "expected flow client_credentials with provider "
+               "microsoft only, found provider google");
+  if (oc->provider == OAUTH_GOOGLE && oc->flow == OAUTH_FLOW_DEVICE)
+    path_error(ld, sub, "expected flow auth_code for Google (its device "
+               "flow does not allow mail scopes), found device");
+  if (ec->transport == EMAIL_GRAPH && oc->provider != OAUTH_MICROSOFT)
+    path_error(ld, sub, "expected provider microsoft for transport graph, "
+               "found google");
+}
+
+static void
+email_finish(struct loader *ld, struct backend_conf *bc, const char *path)
+{
+  struct email_conf *ec = &bc->u.email;
+  char sub[PATH_LEN];
+
+  if (ec->transport != EMAIL_SMTP) {
+    oauth_defaults(ec);
+    oauth_check(ld, ec, path);
+  }
+  if (ec->host == NULL && ec->transport == EMAIL_SMTP_XOAUTH2)
+    ec->host = xstrdup(ec->oauth.provider == OAUTH_GOOGLE
+                       ? "smtp.gmail.com" : "smtp.office365.com");
+  if (ec->host == NULL && ec->transport == EMAIL_SMTP) {
+    path_join(sub, sizeof(sub), path, "host");
+    path_error(ld, sub, "expected the SMTP server's host for transport "
+               "smtp, found none");
+  }
+  if (ec->port == 0)
+    ec->port = ec->tls == EMAIL_TLS_IMPLICIT ? 465
+               : ec->tls == EMAIL_TLS_STARTTLS ? 587 : 25;
+  if (ec->user == NULL && ec->from &&
+      (ec->password || ec->transport != EMAIL_SMTP))
+    ec->user = xstrdup(ec->from);
+  if (ec->mailbox == NULL && ec->from)
+    ec->mailbox = xstrdup(ec->from);
+  if (ec->nto == 0) {
+    path_join(sub, sizeof(sub), path, "to");
+    path_error(ld, sub, "expected at least one recipient, found none");
+  }
+}
+
+/* ntfy's own priority, title, message and snapshot are the backend's
+ * defaults for rules' actions (unless defaults: names them itself), so
+ * a camera's defaults or a rule's action win over them. */
+static void
+ntfy_defaults(struct backend_conf *bc)
+{
+  static const char *const prio[] = {"default", "min", "low", "default",
+                                     "high", "urgent"};
+  const struct ntfy_conf *nc = &bc->u.ntfy;
+  struct action_conf *d = &bc->defaults;
+
+  if (d->priority == NULL && nc->priority >= 1 && nc->priority <= 5)
+    d->priority = xstrdup(prio[nc->priority]);
+  if (d->title == NULL && nc->title)
+    d->title = xstrdup(nc->title);
+  if (d->message == NULL && nc->message)
+    d->message = xstrdup(nc->message);
+  if (d->snapshot == NULL && nc->snapshot)
+    d->snapshot = xstrdup(nc->snapshot);
+}
+
+static void
+ntfy_finish(struct loader *ld, struct backend_conf *bc, const char *path)
+{
+  struct ntfy_conf *nc = &bc->u.ntfy;
+  char sub[PATH_LEN];
+
+  if (nc->snapshot == NULL ||
+      config_parse_snapshot(nc->snapshot, &nc->snapshot_w,
+                            &nc->snapshot_h) < 0)
+    nc->snapshot_w = nc->snapshot_h = -1;
+  if (nc->nactions > NTFY_MAX_ACTIONS) {
+    path_join(sub, sizeof(sub), path, "actions");
+    path_error(ld, sub, "expected at most %d actions (ntfy shows three), "
+               "found %zu", NTFY_MAX_ACTIONS, nc->nactions);
+  }
+  if (nc->token && (nc->user || nc->password)) {
+    path_join(sub, sizeof(sub), path, "token");
+    path_error(ld, sub, "expected a token or a user and password, found "
+               "both");
+  } else if (!nc->user != !nc->password) {
+    path_join(sub, sizeof(sub), path, nc->user ? "password" : "user");
+    path_error(ld, sub, "expected user and password together, found only "
+               "%s", nc->user ? "user" : "password");
+  }
+  ntfy_defaults(bc);
+}
+
 static void
 backend_finish(struct loader *ld, void *obj, const char *path, size_t idx)
 {
@@ -1705,11 +2397,37 @@ backend_finish(struct loader *ld, void *obj, const char *path, size_t idx)
   char sub[PATH_LEN];
 
   (void)idx;
+  if (bc->type == BACKEND_EMAIL)
+    email_finish(ld, bc, path);
+  if (bc->type == BACKEND_NTFY)
+    ntfy_finish(ld, bc, path);
   if (bc->retry_initial <= bc->retry_max)
     return;
   path_join(sub, sizeof(sub), path, "retry_max");
   path_error(ld, sub, "expected at least retry_initial (%ds), found %ds",
              bc->retry_initial, bc->retry_max);
+}
+
+/* Notes which integer keys an action gives, so that merging fills only
+ * the others from defaults (a 0 written is not a 0 left out). */
+static void
+action_finish(struct loader *ld, void *obj, const char *path, size_t idx)
+{
+  static const struct { const char *key; unsigned bit; } keys[] = {
+    {"cooldown", ACT_COOLDOWN}, {"burst", ACT_BURST},
+    {"daily_cap", ACT_DAILY_CAP}, {"summary", ACT_SUMMARY}
+  };
+  struct action_conf *ac = obj;
+  yaml_node_t *n = node_at(ld, path);
+
+  (void)idx;
+  for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+    yaml_node_t *v = map_value(&ld->doc, n, keys[i].key,
+                               strlen(keys[i].key));
+
+    if (v && !node_is_null(v))
+      ac->set |= keys[i].bit;
+  }
 }
 
 static void
@@ -1815,6 +2533,10 @@ root_finish(struct loader *ld, void *obj, const char *path, size_t idx)
   unique_checks(ld, cfg);
   rule_backends_check(ld, cfg);
   tls_check(ld, cfg);
+  if (cfg->timezone)
+    cfg->tz = g_time_zone_new_identifier(cfg->timezone);
+  if (cfg->tz == NULL)
+    cfg->tz = g_time_zone_new_local();
 }
 
 /* ---- loading ---- */
@@ -1912,6 +2634,8 @@ static void
 config_free(struct config *cfg)
 {
   obj_free(&root_schema, cfg);
+  if (cfg->tz)
+    g_time_zone_unref(cfg->tz);
   free(cfg->path);
   free(cfg);
 }
@@ -2054,10 +2778,61 @@ print_camera(const struct camera_conf *cc, FILE *f)
 }
 
 static void
+print_email(const struct backend_conf *bc, FILE *f)
+{
+  const struct email_conf *ec = &bc->u.email;
+
+  fprintf(f, "backend %s type=email transport=%s", bc->name,
+          choice_name(email_transports, ec->transport));
+  if (ec->transport == EMAIL_GRAPH)
+    fprintf(f, " graph=%s", ec->graph_url);
+  else
+    fprintf(f, " host=%s:%d tls=%s", ec->host, ec->port,
+            choice_name(email_tls_modes, ec->tls));
+  fprintf(f, " from=%s", ec->from);
+  print_list(f, "to", ec->to, ec->nto, "-");
+  if (ec->transport == EMAIL_SMTP)
+    fprintf(f, " user=%s password=%s\n", ec->user ? ec->user : "-",
+            ec->password ? "(redacted)" : "-");
+  else
+    fprintf(f, " oauth=%s flow=%s client_secret=%s token_file=%s\n",
+            choice_name(oauth_providers, ec->oauth.provider),
+            choice_name(oauth_flows, ec->oauth.flow),
+            ec->oauth.client_secret ? "(redacted)" : "-",
+            ec->oauth.token_file ? ec->oauth.token_file : "-");
+}
+
+static void
+print_ntfy(const struct backend_conf *bc, FILE *f)
+{
+  const struct ntfy_conf *nc = &bc->u.ntfy;
+
+  fprintf(f, "backend %s type=ntfy url=%s topic=%s", bc->name, nc->url,
+          nc->topic);
+  if (nc->token)
+    fputs(" token=(redacted)", f);
+  else if (nc->user)
+    fprintf(f, " user=%s password=(redacted)", nc->user);
+  else
+    fputs(" auth=none", f);
+  fprintf(f, " priority=%d snapshot=%s quality=%d actions=%zu\n",
+          nc->priority, nc->snapshot ? nc->snapshot : "none", nc->quality,
+          nc->nactions);
+}
+
+static void
 print_backend(const struct backend_conf *bc, FILE *f)
 {
   const struct mqtt_conf *m = &bc->u.mqtt;
 
+  if (bc->type == BACKEND_EMAIL) {
+    print_email(bc, f);
+    return;
+  }
+  if (bc->type == BACKEND_NTFY) {
+    print_ntfy(bc, f);
+    return;
+  }
   fprintf(f, "backend %s type=%s host=", bc->name,
           choice_name(backend_types, (int)bc->type));
   if (strchr(m->host, ':'))
@@ -2067,6 +2842,26 @@ print_backend(const struct backend_conf *bc, FILE *f)
   fprintf(f, " user=%s password=%s tls=%s discovery=%s\n",
           m->user ? m->user : "-", m->password ? "(redacted)" : "-",
           m->tls ? "yes" : "no", m->discovery ? "yes" : "no");
+}
+
+/* The match keys beyond camera, kind, source and state, when given. */
+static void
+print_rule_extras(const struct rule_conf *rc, FILE *f)
+{
+  for (size_t i = 0; i < rc->nlabels; i++) {
+    char key[96];
+
+    snprintf(key, sizeof(key), "label.%s", rc->labels[i].key);
+    print_list(f, key, rc->labels[i].values.globs, rc->labels[i].values.n,
+               "*");
+  }
+  if (rc->days.n)
+    print_list(f, "days", rc->days.globs, rc->days.n, "*");
+  if (rc->time.n)
+    print_list(f, "time", rc->time.globs, rc->time.n, "*");
+  if (rc->snapshot != MATCH_SNAPSHOT_ANY)
+    fprintf(f, " snapshot=%s",
+            rc->snapshot == MATCH_SNAPSHOT_YES ? "yes" : "no");
 }
 
 static void
@@ -2080,6 +2875,7 @@ print_rule(const struct rule_conf *rc, FILE *f)
   print_list(f, "kind", rc->kind.globs, rc->kind.n, "*");
   print_list(f, "source", rc->source.globs, rc->source.n, "*");
   print_list(f, "state", rc->state.globs, rc->state.n, "*");
+  print_rule_extras(rc, f);
   fputs(" ->", f);
   if (rc->drop)
     fputs(" drop", f);

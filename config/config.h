@@ -37,6 +37,30 @@ enum channel_from {
   CHANNEL_BODY
 };
 
+/* What a rule does for one backend, as written: a rule's item of
+ * `backends`, or the `defaults` of a backend or a camera, or a camera's
+ * `limit`. A string key not given is NULL; an integer key not given has
+ * its ACT_* bit clear in set, so a more general level can fill it in.
+ * Templates and values keep the syntax of the file (see config_action for
+ * the merged, parsed form). */
+#define ACT_COOLDOWN 0x01u
+#define ACT_BURST 0x02u
+#define ACT_DAILY_CAP 0x04u
+#define ACT_SUMMARY 0x08u
+
+struct action_conf {
+  char *priority;           /* min, low, default, high, urgent */
+  char *title;              /* template */
+  char *message;            /* template */
+  char *snapshot;           /* "640x480", "full" or "none" */
+  char *rate;               /* "10/h": notifications per period */
+  int cooldown;             /* seconds */
+  int burst;
+  int daily_cap;
+  int summary;              /* 0/1 */
+  unsigned set;             /* ACT_* of the integer keys given */
+};
+
 struct camera_conf {
   char *id;                 /* [A-Za-z0-9_.-]{1,64}, unique */
   char *name;               /* display name; defaults to id */
@@ -52,6 +76,8 @@ struct camera_conf {
   char *channel_name;       /* template: "{name} {1}" by default */
   char **kinds;             /* kinds announced to Home Assistant up front */
   size_t nkinds;
+  struct action_conf defaults; /* for every rule's action on this camera */
+  struct action_conf limit; /* camera-wide: cooldown, rate, daily_cap */
 };
 
 enum kind_field { KIND_SUBJECT, KIND_BODY, KIND_ANY };
@@ -86,7 +112,7 @@ struct smtp_conf {
   size_t nkinds;
 };
 
-enum backend_type { BACKEND_MQTT };
+enum backend_type { BACKEND_MQTT, BACKEND_EMAIL, BACKEND_NTFY };
 
 struct mqtt_conf {
   char *host;
@@ -103,6 +129,103 @@ struct mqtt_conf {
   char *discovery_prefix;   /* "homeassistant" */
   int hold;                 /* seconds ON stays for a pulse event */
   int start_timeout;        /* seconds before a start without stop ends */
+  char *snapshot;           /* NULL: the camera's bytes; "640x480" box,
+                             * "full" (checked) or "none" */
+  int quality;              /* of thumbnails, 1..100 */
+};
+
+/* E-mail onward (backends/email.c). */
+enum email_transport { EMAIL_SMTP, EMAIL_SMTP_XOAUTH2, EMAIL_GRAPH };
+enum email_tls { EMAIL_TLS_STARTTLS, EMAIL_TLS_IMPLICIT, EMAIL_TLS_NONE };
+enum oauth_provider { OAUTH_MICROSOFT, OAUTH_GOOGLE };
+enum oauth_flow {
+  OAUTH_FLOW_DEFAULT,       /* device (Microsoft), auth_code (Google) */
+  OAUTH_FLOW_DEVICE,        /* RFC 8628 device authorization grant */
+  OAUTH_FLOW_AUTH_CODE,     /* authorization code with PKCE */
+  OAUTH_FLOW_CLIENT_CREDENTIALS /* app-only, no login step */
+};
+
+/* Every URL is filled in by the loader from provider and tenant when
+ * not given, so tests can point each one at a local fake. */
+struct oauth_conf {
+  int provider;             /* enum oauth_provider */
+  int flow;                 /* enum oauth_flow, never DEFAULT once loaded */
+  char *client_id;
+  char *client_secret;      /* secret; Google and app-only need one */
+  char *tenant;             /* Microsoft: consumers, organizations, id */
+  char *scope;
+  char *authority;          /* https://login.microsoftonline.com */
+  char *token_url;
+  char *device_code_url;
+  char *auth_url;
+  char *redirect_uri;       /* auth_code: where the browser lands */
+  char *token_file;         /* JSON, mode 0600, written atomically */
+  int refresh_margin;       /* seconds before expiry to refresh */
+  int refresh_every;        /* refresh at least this often, seconds */
+};
+
+struct email_conf {
+  int transport;            /* enum email_transport */
+  char *host;               /* SMTP server */
+  int port;                 /* 587 (starttls), 465 (implicit), 25 */
+  int tls;                  /* enum email_tls */
+  char *ca_file;            /* NULL: the system store */
+  char *user;               /* SMTP login; defaults to from */
+  char *password;           /* secret; transport smtp */
+  char *from;               /* the authorized mailbox */
+  char *from_name;
+  char **to;
+  size_t nto;
+  char **cc;
+  size_t ncc;
+  int reply_to_camera;      /* Reply-To: the camera's envelope sender */
+  char *subject;            /* template */
+  char *body;               /* template */
+  char *time_zone;          /* IANA name for {time}; NULL: local */
+  int attach;               /* attach snapshots */
+  size_t max_size;          /* the provider's message size limit */
+  int timeout;              /* seconds for one transfer */
+  int max_per_minute;       /* sends a minute at most; 0: no cap */
+  char *graph_url;          /* https://graph.microsoft.com/v1.0 */
+  char *mailbox;            /* app-only Graph: /users/{mailbox} */
+  struct oauth_conf oauth;
+};
+
+/* ntfy push (backends/ntfy.c). */
+#define NTFY_MAX_ACTIONS 3        /* ntfy shows at most three buttons */
+enum ntfy_action_type { NTFY_ACTION_VIEW, NTFY_ACTION_HTTP };
+
+struct ntfy_action_conf {
+  int type;                 /* enum ntfy_action_type */
+  char *label;              /* template */
+  char *url;                /* template */
+  char *method;             /* http: POST unless given */
+  char *body;               /* http: template, or NULL */
+  int clear;                /* dismiss the notification once tapped */
+};
+
+struct ntfy_conf {
+  char *url;                /* the server: https://ntfy.sh */
+  char *topic;
+  char *token;              /* secret; access token, sent as Bearer */
+  char *user;               /* with password: Basic */
+  char *password;           /* secret */
+  int priority;             /* 1..5 */
+  char **tags;              /* templates; none: an emoji for the kind */
+  size_t ntags;
+  char *click;              /* template of a URL, or NULL */
+  char *icon;               /* template of a URL, or NULL */
+  struct ntfy_action_conf *actions;
+  size_t nactions;
+  char *title;              /* template; NULL: "{camera_name}: {kind}" */
+  char *message;            /* template; NULL: the camera's own text */
+  char *snapshot;           /* "640x480", "full" or "none", as written */
+  int snapshot_w;           /* its box; 0 x 0 for full, -1 for none */
+  int snapshot_h;
+  int quality;              /* of thumbnails, 1..100 */
+  size_t max_attachment;    /* larger pictures are made smaller */
+  int timeout;              /* seconds for one request */
+  char *ca_file;            /* NULL: the system store */
 };
 
 struct backend_conf {
@@ -111,8 +234,11 @@ struct backend_conf {
   int retry_initial;        /* seconds before the first retry */
   int retry_max;            /* cap of the exponential backoff, seconds */
   int max_attempts;         /* 0: retry until retention */
+  struct action_conf defaults; /* for every rule's action on it */
   union {
     struct mqtt_conf mqtt;
+    struct email_conf email;
+    struct ntfy_conf ntfy;
   } u;
 };
 
@@ -122,16 +248,52 @@ struct match_list {
   size_t n;
 };
 
+/* A label the event must carry, with a value one of the globs match. */
+struct label_match {
+  char *key;
+  struct match_list values;
+};
+
+enum match_snapshot {
+  MATCH_SNAPSHOT_ANY,
+  MATCH_SNAPSHOT_YES,       /* the event has a JPEG or PNG */
+  MATCH_SNAPSHOT_NO
+};
+
 struct rule_conf {
   char *name;               /* "rule N" when not given */
   struct match_list camera; /* fnmatch(3) globs on camera id */
   struct match_list kind;
   struct match_list source;
   struct match_list state;
+  struct label_match *labels; /* every one must match */
+  size_t nlabels;
+  struct match_list days;   /* "mon", "sat-sun", in the config's zone */
+  struct match_list time;   /* "23:00-06:30" windows, in the zone */
+  int snapshot;             /* enum match_snapshot */
   char **backends;          /* names, each checked against backends */
+  struct action_conf *actions; /* NULL, or per backend what it gets */
   size_t nbackends;
   int cont;                 /* continue: true */
   int drop;                 /* drop: true - matched events go nowhere */
+};
+
+/* A rule's action for one backend and camera with everything merged (see
+ * config_action). Strings point into the config. */
+struct action {
+  const char *priority;     /* "default" unless set */
+  const char *title;        /* template; NULL: the backend's own */
+  const char *message;      /* template; NULL: the backend's own */
+  int snapshot;             /* 0: send no snapshot */
+  int snapshot_w;           /* box it is fitted into; 0 x 0: as sent */
+  int snapshot_h;
+  int limited;              /* 1: rate limits apply (not to mqtt) */
+  int cooldown;             /* seconds between notifications; 0: none */
+  int rate_n;               /* rate_n per rate_per seconds; 0: no bucket */
+  int rate_per;
+  int burst;                /* the bucket's size */
+  int daily_cap;            /* per local day; 0: none */
+  int summary;              /* held back: a summary when quiet again */
 };
 
 struct config {
@@ -149,6 +311,8 @@ struct config {
   size_t nbackends;
   struct rule_conf *rules;
   size_t nrules;
+  char *timezone;           /* IANA name; NULL: the process's local zone */
+  GTimeZone *tz;            /* of days, time windows and daily caps */
 };
 
 /* Loads path. On success returns a config with one reference. On failure
@@ -176,6 +340,38 @@ int cidr_contains(const struct cidr *c, const struct sockaddr *sa);
 
 /* Prints the one-line-per-item summary of `camgate check` to f. */
 void config_print_summary(const struct config *cfg, FILE *f);
+
+/* The action of rule for backend on camera: built-in defaults, then the
+ * backend's `defaults`, the camera's `defaults`, and the rule's own item
+ * for the backend, each over the one before. camera is an event's camera
+ * id (an NVR channel's id finds its NVR, see config_camera_for).
+ * out->limited is 0 for mqtt backends: their limits are never applied.
+ * Returns 0, or -1 when the rule does not name the backend (out then
+ * holds the merged defaults). */
+int config_action(const struct config *cfg, const char *rule,
+                  const char *backend, const char *camera,
+                  struct action *out);
+/* The camera-wide limit of camera (cooldown, rate, burst, daily_cap);
+ * all zero when it has none. */
+void config_camera_limit(const struct config *cfg, const char *camera,
+                         struct action *out);
+/* The camera an event's camera id belongs to: the camera with that id,
+ * else the first camera with a channel pattern whose id template
+ * ("{camera}-{1}") fits it. NULL when none. */
+const struct camera_conf *config_camera_for(const struct config *cfg,
+                                            const char *camera);
+
+/* The values of rules. Each returns 0, or -1 when s is not valid.
+ * "10/h", "3/5m", "100/1d": *n per *per seconds. */
+int config_parse_rate(const char *s, int *n, int *per);
+/* "23:00-06:30": minutes of the day, *from inclusive, *to exclusive
+ * ("24:00" ends a day); a window with from > to crosses midnight. */
+int config_parse_window(const char *s, int *from, int *to);
+/* "mon", "fri-sun", "sat-mon": ORs the days into *mask (bit 0 Monday). */
+int config_parse_days(const char *s, unsigned *mask);
+/* "640x480" (a box), "full" (as sent) or "none": *w and *h are the box,
+ * 0 x 0 for full, -1 x -1 for none. */
+int config_parse_snapshot(const char *s, int *w, int *h);
 
 /* Parses "30", "30s", "5m", "2h", "7d" into seconds; -1 on error. */
 long config_parse_duration(const char *s);

@@ -59,13 +59,19 @@ daemon_reload(struct daemon *d)
   struct config *cfg = config_load(d->cfg->path, err, sizeof(err));
 
   if (cfg == NULL) {
+    char esc[2048];
+
     log_error("main", "config=%s msg=\"reload refused, keeping the running "
-              "config\" errors=\"%s\"", d->cfg->path, err);
+              "config; run camgate check -c on it\" errors=%s", d->cfg->path,
+              log_escape(esc, sizeof(esc), err, strlen(err)));
     return;
   }
   if (smtp_server_reload(d->smtp, cfg, err, sizeof(err)) != 0) {
+    char esc[1024];
+
     log_error("main", "config=%s msg=\"reload refused, keeping the running "
-              "config\" error=\"%s\"", cfg->path, err);
+              "config\" error=%s", cfg->path,
+              log_escape(esc, sizeof(esc), err, strlen(err)));
     config_unref(cfg);
     return;
   }
@@ -91,8 +97,9 @@ daemon_stop_check(evutil_socket_t fd, short what, void *arg)
   if ((sessions == 0 && inflight == 0) || mono_ms() >= d->stop_deadline) {
     if (sessions || inflight)
       log_warn("main", "sessions=%d deliveries=%d msg=\"grace period over; "
-               "unfinished deliveries are retried at the next start\"",
-               sessions, inflight);
+               "messages still arriving were not acknowledged (cameras "
+               "send them again), unfinished deliveries are retried at the "
+               "next start\"", sessions, inflight);
     event_base_loopbreak(d->base);
     return;
   }
@@ -143,13 +150,15 @@ daemon_start(struct daemon *d)
     log_error("main", "spool=%s error=\"%s\"", d->cfg->spool_path, err);
     return -1;
   }
-  d->delivery = delivery_new(d->base, d->spool, d->notify, d->cfg);
+  /* Listeners first: a camgate that cannot bind must not connect to the
+   * broker and knock a running instance's session off it. */
   d->smtp = smtp_server_new(d->base, d->cfg, d->spool, daemon_stored, d,
                             err, sizeof(err));
   if (d->smtp == NULL) {
     log_error("main", "error=\"%s\"", err);
     return -1;
   }
+  d->delivery = delivery_new(d->base, d->spool, d->notify, d->cfg);
   d->sig_term = evsignal_new(d->base, SIGTERM, daemon_signal, d);
   d->sig_int = evsignal_new(d->base, SIGINT, daemon_signal, d);
   d->sig_hup = evsignal_new(d->base, SIGHUP, daemon_signal, d);

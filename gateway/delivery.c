@@ -178,7 +178,7 @@ bk_start(struct bk *bk, const struct delivery *d)
   f->next = bk->inflight;
   bk->inflight = f;
   bk->ninflight++;
-  f->ev = spool_load_event(bk->ds->spool, d->event_id);
+  f->ev = spool_load_delivery(bk->ds->spool, d->id);
   if (f->ev == NULL) {
     log_error("delivery", "delivery=%" PRId64 " event=%" PRId64
               " msg=\"event missing from the spool\"", d->id, d->event_id);

@@ -2,7 +2,11 @@
  *
  *   camgate run -c FILE      run in the foreground, logging to stderr
  *   camgate check -c FILE    validate FILE and summarise it
+ *   camgate check -c FILE --event camera=ID kind=K ...
+ *                            where the rules send such an event
  *   camgate passwd           hash a camera password for the config
+ *   camgate oauth login BACKEND -c FILE
+ *                            sign an e-mail backend in (OAuth 2.0)
  *   camgate --version | --help
  *
  * Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad config. */
@@ -15,16 +19,24 @@
 
 #include "config/config.h"
 #include "gateway/auth.h"
+#include "gateway/check.h"
 #include "gateway/daemon.h"
 #include "gateway/log.h"
+#include "gateway/oauth.h"
 #include "gateway/tls.h"
+#include "gateway/token.h"
 
 #define EXIT_USAGE 2
 
 static const char usage_text[] =
   "usage: camgate run -c FILE      receive camera alerts and deliver them\n"
   "       camgate check -c FILE    validate a config and summarise it\n"
+  "       camgate check -c FILE --event camera=ID kind=K [source=S]\n"
+  "             [state=S] [time=2026-12-03T23:30] [snapshot=yes]\n"
+  "             [label.NAME=V] ...   where the rules send such an event\n"
   "       camgate passwd           print a password hash for the config\n"
+  "       camgate oauth login BACKEND -c FILE\n"
+  "                                sign an e-mail backend in (OAuth 2.0)\n"
   "       camgate --version\n"
   "       camgate --help\n"
   "\n"
@@ -57,6 +69,98 @@ config_arg(int argc, char **argv)
   return path;
 }
 
+/* One line per OAuth account: whether its tokens are there. */
+static void
+check_tokens(const struct config *cfg, const char *path)
+{
+  for (size_t i = 0; i < cfg->nbackends; i++) {
+    const struct backend_conf *bc = &cfg->backends[i];
+    const struct oauth_conf *oc = &bc->u.email.oauth;
+    struct token t = {0};
+    char err[256];
+    const char *state = "ok";
+
+    if (bc->type != BACKEND_EMAIL || bc->u.email.transport == EMAIL_SMTP)
+      continue;
+    if (oc->token_file == NULL)
+      state = "app_only";
+    else if (token_load(oc->token_file, &t, err, sizeof(err)) < 0)
+      state = "needs_login (no token file)";
+    else if (t.needs_login || t.refresh_token == NULL)
+      state = "needs_login";
+    printf("oauth %s state=%s", bc->name, state);
+    if (strncmp(state, "needs_login", 11) == 0)
+      printf(" run=\"camgate oauth login %s -c %s\"", bc->name, path);
+    putchar('\n');
+    token_clear(&t);
+  }
+}
+
+static int
+cmd_oauth(int argc, char **argv)
+{
+  char err[16384] = "";
+  const struct backend_conf *bc;
+  struct config *cfg;
+  const char *path;
+  int rc;
+
+  path = argc >= 4 ? config_arg(argc - 2, argv + 2) : NULL;
+  if (path == NULL || strcmp(argv[2], "login") != 0) {
+    fprintf(stderr, "camgate: usage: camgate oauth login BACKEND -c "
+            "FILE\n");
+    return EXIT_USAGE;
+  }
+  cfg = config_load(path, err, sizeof(err));
+  if (cfg == NULL) {
+    fprintf(stderr, "%s", err);
+    return EXIT_USAGE;
+  }
+  bc = config_backend(cfg, argv[3]);
+  if (bc == NULL) {
+    fprintf(stderr, "camgate: no backend named %s in %s\n", argv[3], path);
+    config_unref(cfg);
+    return EXIT_USAGE;
+  }
+  rc = oauth_login(bc, stdin, stdout, stderr);
+  config_unref(cfg);
+  return rc;
+}
+
+/* The index of "--event" in argv, or argc. */
+static int
+event_arg(int argc, char **argv)
+{
+  for (int i = 2; i < argc; i++)
+    if (strcmp(argv[i], "--event") == 0)
+      return i;
+  return argc;
+}
+
+static int
+cmd_check_event(const char *path, int n, char **args)
+{
+  char err[16384] = "";
+  struct config *cfg = config_load(path, err, sizeof(err));
+  struct cam_event *ev;
+
+  if (cfg == NULL) {
+    fprintf(stderr, "%s", err);
+    fprintf(stderr, "camgate: %s is not valid\n", path);
+    return EXIT_USAGE;
+  }
+  ev = check_event_parse(cfg, n, args, err, sizeof(err));
+  if (ev == NULL) {
+    fprintf(stderr, "camgate: --event: %s\n", err);
+    config_unref(cfg);
+    return EXIT_USAGE;
+  }
+  check_event_print(cfg, ev, stdout);
+  cam_event_free(ev);
+  config_unref(cfg);
+  return 0;
+}
+
 static int
 cmd_check(const char *path)
 {
@@ -79,6 +183,7 @@ cmd_check(const char *path)
     SSL_CTX_free(ctx);
   }
   config_print_summary(cfg, stdout);
+  check_tokens(cfg, path);
   printf("config %s ok\n", path);
   config_unref(cfg);
   return 0;
@@ -108,6 +213,8 @@ read_secret(const char *prompt, char *buf, size_t bufsz)
     fputs("\n", stderr);
   }
   n = strlen(buf);
+  if (n > 0 && buf[n - 1] != '\n' && n + 1 == bufsz)
+    return -2;
   while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
     buf[--n] = '\0';
   return n > 0 ? 0 : -1;
@@ -116,12 +223,17 @@ read_secret(const char *prompt, char *buf, size_t bufsz)
 static int
 cmd_passwd(void)
 {
-  char pass[512];
-  char again[512];
+  /* Longer passwords would not fit camgate's AUTH buffers: refuse them
+   * here rather than hash a password no camera could log in with. */
+  char pass[256];
+  char again[256];
   char *hash;
+  int r = read_secret("Camera password: ", pass, sizeof(pass));
 
-  if (read_secret("Camera password: ", pass, sizeof(pass)) != 0) {
-    fprintf(stderr, "camgate: empty password\n");
+  if (r != 0) {
+    explicit_bzero(pass, sizeof(pass));
+    fprintf(stderr, "camgate: %s\n", r == -2 ? "password longer than 254 "
+            "bytes" : "empty password");
     return EXIT_USAGE;
   }
   if (isatty(STDIN_FILENO)) {
@@ -150,6 +262,7 @@ main(int argc, char **argv)
 {
   const char *cmd = argc > 1 ? argv[1] : NULL;
   const char *path;
+  int ev_at;
 
   if (cmd == NULL)
     return usage(stderr, EXIT_USAGE);
@@ -162,15 +275,20 @@ main(int argc, char **argv)
   }
   if (strcmp(cmd, "passwd") == 0)
     return argc == 2 ? cmd_passwd() : usage(stderr, EXIT_USAGE);
+  if (strcmp(cmd, "oauth") == 0)
+    return cmd_oauth(argc, argv);
   if (strcmp(cmd, "run") != 0 && strcmp(cmd, "check") != 0) {
     fprintf(stderr, "camgate: unknown command '%s'\n", cmd);
     return usage(stderr, EXIT_USAGE);
   }
-  path = config_arg(argc, argv);
+  ev_at = strcmp(cmd, "check") == 0 ? event_arg(argc, argv) : argc;
+  path = config_arg(ev_at, argv);
   if (path == NULL) {
     fprintf(stderr, "camgate: %s needs -c FILE\n", cmd);
     return usage(stderr, EXIT_USAGE);
   }
+  if (ev_at < argc)
+    return cmd_check_event(path, argc - ev_at - 1, argv + ev_at + 1);
   if (strcmp(cmd, "check") == 0)
     return cmd_check(path);
   return daemon_run(path);

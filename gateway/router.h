@@ -8,28 +8,56 @@
  * means "drop this everywhere" belongs before them). Each backend is named
  * at most once in the result, with the first rule that sent it.
  *
- * A rule matches when every non-empty match list (camera, kind, source,
- * state as "pulse"/"start"/"stop") has a glob that fnmatch(3)es the
- * event's field; an empty list matches anything, and a missing field is
- * matched as "". */
+ * A rule matches when every match key given holds:
+ *   camera, kind, source, state   a glob of the list fnmatch(3)es the
+ *                                 event's field ("pulse"/"start"/"stop"
+ *                                 for state); a missing field is ""
+ *   labels                        for each label named, a glob matches
+ *                                 its value ("" when the event has none)
+ *   days, time                    the receive time, in the config's zone
+ *                                 (NULL: UTC), falls on one of the days
+ *                                 and in one of the windows; the part of
+ *                                 a window after midnight belongs to the
+ *                                 day it started on ("fri" with
+ *                                 "23:00-06:30" holds on Saturday 02:00)
+ *   snapshot                      the event has (true) or has not (false)
+ *                                 a JPEG or PNG
+ * An empty key matches anything. Times are wall-clock times of the zone,
+ * so on a day of a DST change a window meets the hours that day has. */
 #ifndef CAMGATE_ROUTER_H
 #define CAMGATE_ROUTER_H
 
+#include <glib.h>
 #include <stddef.h>
 
 #include "config/config.h"
 #include "gateway/event.h"
+#include "gateway/ratelimit.h"
 
 struct route {
   const char *backend;      /* points into the config */
   const char *rule;         /* points into the config */
+  struct action action;     /* the merged action (config_action) */
+  int limited;              /* a notification backend: limits apply */
+  struct rl_limits limits;  /* per camera and backend */
+  struct rl_limits camera;  /* camera-wide, over all such backends */
+  GTimeZone *tz;            /* the config's zone (borrowed); NULL: UTC */
 };
 
 /* Fills out (room for max) and returns the count of routes for ev. */
 size_t router_route(const struct config *cfg, const struct cam_event *ev,
                     struct route *out, size_t max);
 
-/* Returns 1 when rule r matches ev. */
-int router_rule_matches(const struct rule_conf *r, const struct cam_event *ev);
+/* Returns 1 when rule r matches ev, with days and times in tz. */
+int router_rule_matches(const struct rule_conf *r, const struct cam_event *ev,
+                        GTimeZone *tz);
+/* Returns the first match key of r that ev fails ("camera", "labels",
+ * "time", ...), or NULL when r matches. */
+const char *router_rule_mismatch(const struct rule_conf *r,
+                                 const struct cam_event *ev, GTimeZone *tz);
+
+/* The time rules match ev at: its receive time, else its device time,
+ * else now (ms since the epoch). */
+int64_t router_event_time(const struct cam_event *ev);
 
 #endif

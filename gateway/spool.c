@@ -16,25 +16,40 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "gateway/log.h"
 #include "gateway/notify.h"
+#include "gateway/ratelimit.h"
 
 /* Attachments larger than this go to a file beside the database. */
 #define SPOOL_INLINE_MAX (1024 * 1024)
+/* Rate-limit state untouched this long is forgotten: longer than any
+ * cooldown, bucket period or day it could still matter for. */
+#define SPOOL_RL_KEEP_MS (31LL * 86400 * 1000)
 
 enum job_type { JOB_EVENT, JOB_UPDATE, JOB_PRUNE };
+
+/* A route as the writer needs it: strings copied, limits by value. */
+struct job_route {
+  char *backend;
+  char *rule;
+  int limited;
+  struct rl_limits limits;
+  struct rl_limits camera;
+  int64_t id;                /* the delivery, once inserted */
+};
 
 struct job {
   enum job_type type;
   struct job *next;
   /* JOB_EVENT */
   struct cam_event *ev;
-  char **backends;
-  char **rules;
+  struct job_route *routes;
   size_t nroutes;
+  GTimeZone *tz;             /* for daily caps; NULL: UTC */
   spool_stored_fn stored;
   /* JOB_UPDATE */
   int64_t delivery_id;
@@ -65,6 +80,7 @@ struct spool {
   int stopping;
   char *fail_path;           /* CAMGATE_SPOOL_FAIL, for tests */
   int wrote_files;           /* this batch made files under att/ */
+  int lock_fd;               /* flock on dir/lock: one camgate per spool */
 };
 
 static const char spool_schema[] =
@@ -82,10 +98,24 @@ static const char spool_schema[] =
   " backend TEXT NOT NULL, rule TEXT, state INTEGER NOT NULL DEFAULT 0,"
   " phase INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0,"
   " next_try INTEGER NOT NULL DEFAULT 0, last_error TEXT,"
-  " updated INTEGER);"
+  " updated INTEGER, folded INTEGER NOT NULL DEFAULT 0,"
+  " folded_since INTEGER);"
   "CREATE INDEX IF NOT EXISTS deliveries_due"
   " ON deliveries(backend, state, next_try);"
-  "CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries(event_id);";
+  "CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries(event_id);"
+  "CREATE TABLE IF NOT EXISTS ratelimits("
+  " camera TEXT NOT NULL, backend TEXT NOT NULL, last_sent INTEGER,"
+  " tokens INTEGER, tokens_at INTEGER, day INTEGER, day_count INTEGER,"
+  " held INTEGER, held_since INTEGER, sum_count INTEGER,"
+  " sum_since INTEGER, sum_at INTEGER, sum_id INTEGER, warned INTEGER,"
+  " updated INTEGER, PRIMARY KEY(camera, backend));";
+
+/* Spools made before deliveries carried fold counts get the columns. */
+static const char *const spool_migrations[][2] = {
+  {"SELECT folded, folded_since FROM deliveries LIMIT 0",
+   "ALTER TABLE deliveries ADD COLUMN folded INTEGER NOT NULL DEFAULT 0;"
+   "ALTER TABLE deliveries ADD COLUMN folded_since INTEGER;"},
+};
 
 static int
 spool_exec(sqlite3 *db, const char *sql)
@@ -236,10 +266,11 @@ spool_insert_routes(struct spool *sp, struct job *j)
   for (size_t i = 0; i < j->nroutes; i++) {
     sqlite3_reset(st);
     sqlite3_bind_int64(st, 1, j->event_id);
-    bind_text(st, 2, j->backends[i]);
-    bind_text(st, 3, j->rules[i]);
+    bind_text(st, 2, j->routes[i].backend);
+    bind_text(st, 3, j->routes[i].rule);
     if (sqlite3_step(st) != SQLITE_DONE)
       goto out;
+    j->routes[i].id = sqlite3_last_insert_rowid(sp->wdb);
   }
   rc = 0;
 out:
@@ -247,6 +278,190 @@ out:
     log_error("spool", "deliveries error=\"%s\"", sqlite3_errmsg(sp->wdb));
   sqlite3_finalize(st);
   return rc;
+}
+
+/* ---- rate limits, in the writer's transaction ---- */
+
+static int
+spool_rl_load(struct spool *sp, const char *camera, const char *backend,
+              struct rl_state *rs)
+{
+  const char *sql = "SELECT last_sent, tokens, tokens_at, day, day_count,"
+                    " held, held_since, sum_count, sum_since, sum_at,"
+                    " sum_id, warned FROM ratelimits"
+                    " WHERE camera=? AND backend=?";
+  sqlite3_stmt *st = NULL;
+  int r;
+
+  memset(rs, 0, sizeof(*rs));
+  if (sqlite3_prepare_v2(sp->wdb, sql, -1, &st, NULL) != SQLITE_OK)
+    return -1;
+  bind_text(st, 1, camera);
+  bind_text(st, 2, backend);
+  r = sqlite3_step(st);
+  if (r == SQLITE_ROW) {
+    rs->last_sent = sqlite3_column_int64(st, 0);
+    rs->tokens = sqlite3_column_int64(st, 1);
+    rs->tokens_at = sqlite3_column_int64(st, 2);
+    rs->day = sqlite3_column_int64(st, 3);
+    rs->day_count = sqlite3_column_int(st, 4);
+    rs->held = sqlite3_column_int(st, 5);
+    rs->held_since = sqlite3_column_int64(st, 6);
+    rs->sum_count = sqlite3_column_int(st, 7);
+    rs->sum_since = sqlite3_column_int64(st, 8);
+    rs->sum_at = sqlite3_column_int64(st, 9);
+    rs->sum_id = sqlite3_column_int64(st, 10);
+    rs->warned = sqlite3_column_int(st, 11);
+  }
+  sqlite3_finalize(st);
+  return r == SQLITE_ROW || r == SQLITE_DONE ? 0 : -1;
+}
+
+static int
+spool_rl_save(struct spool *sp, const char *camera, const char *backend,
+              const struct rl_state *rs, int64_t now)
+{
+  const char *sql = "INSERT OR REPLACE INTO ratelimits(camera, backend,"
+                    " last_sent, tokens, tokens_at, day, day_count, held,"
+                    " held_since, sum_count, sum_since, sum_at, sum_id,"
+                    " warned, updated) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+  const int64_t vals[] = {
+    rs->last_sent, rs->tokens, rs->tokens_at, rs->day, rs->day_count,
+    rs->held, rs->held_since, rs->sum_count, rs->sum_since, rs->sum_at,
+    rs->sum_id, rs->warned, now
+  };
+  sqlite3_stmt *st = NULL;
+  int rc = -1;
+
+  if (sqlite3_prepare_v2(sp->wdb, sql, -1, &st, NULL) != SQLITE_OK)
+    return -1;
+  bind_text(st, 1, camera);
+  bind_text(st, 2, backend);
+  for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++)
+    sqlite3_bind_int64(st, (int)i + 3, vals[i]);
+  if (sqlite3_step(st) == SQLITE_DONE)
+    rc = 0;
+  sqlite3_finalize(st);
+  return rc;
+}
+
+/* Sets what the limiter decided on delivery id; a demoted summary (only
+ * if still pending) goes back to held. */
+static int
+spool_rl_mark(struct spool *sp, int64_t id, const struct rl_decision *d)
+{
+  const char *sql = "UPDATE deliveries SET state=?, next_try=?, folded=?,"
+                    " folded_since=? WHERE id=?";
+  const char *demote = "UPDATE deliveries SET state=?, folded=0,"
+                       " folded_since=NULL WHERE id=? AND state=0";
+  sqlite3_stmt *st = NULL;
+  int rc = -1;
+
+  if (sqlite3_prepare_v2(sp->wdb, sql, -1, &st, NULL) != SQLITE_OK)
+    return -1;
+  sqlite3_bind_int(st, 1, d->verdict == RL_HOLD ? DELIVERY_HELD
+                                                : DELIVERY_PENDING);
+  sqlite3_bind_int64(st, 2, d->verdict == RL_SUMMARY ? d->due : 0);
+  sqlite3_bind_int(st, 3, d->folded);
+  if (d->folded)
+    sqlite3_bind_int64(st, 4, d->folded_since);
+  else
+    sqlite3_bind_null(st, 4);
+  sqlite3_bind_int64(st, 5, id);
+  if (sqlite3_step(st) == SQLITE_DONE)
+    rc = 0;
+  sqlite3_finalize(st);
+  if (rc != 0 || d->demoted == 0)
+    return rc;
+  if (sqlite3_prepare_v2(sp->wdb, demote, -1, &st, NULL) != SQLITE_OK)
+    return -1;
+  sqlite3_bind_int(st, 1, DELIVERY_HELD);
+  sqlite3_bind_int64(st, 2, d->demoted);
+  rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+  sqlite3_finalize(st);
+  return rc;
+}
+
+/* One line when a key starts holding back, one when a notification
+ * carries what was held: a flooding camera is reported, not echoed. */
+static void
+spool_rl_log(const char *camera, const struct job_route *r,
+             const struct rl_decision *d, int64_t now)
+{
+  if (d->verdict == RL_SEND && d->folded > 0)
+    log_info("ratelimit", "camera=%s backend=%s delivery=%" PRId64
+             " folded=%d since_s=%" PRId64 " msg=\"notification carries "
+             "what was held back\"", camera, r->backend, r->id, d->folded,
+             (now - d->folded_since) / 1000);
+  if (d->verdict == RL_SEND || !d->first_hold)
+    return;
+  log_warn("ratelimit", "camera=%s backend=%s delivery=%" PRId64
+           " reason=%s msg=\"holding notifications back; %s\"", camera,
+           r->backend, r->id, d->reason,
+           d->verdict == RL_SUMMARY ? "a summary goes out when the limit "
+                                      "allows"
+                                    : "they are folded into the next one");
+}
+
+static int
+spool_limit_route(struct spool *sp, const char *camera,
+                  const struct job_route *r, const struct rl_clock *clk,
+                  int64_t cam_release, int64_t *charge)
+{
+  struct rl_decision d;
+  struct rl_state rs;
+
+  if (spool_rl_load(sp, camera, r->backend, &rs) != 0)
+    return -1;
+  ratelimit_decide(&rs, &r->limits, cam_release, clk, r->id, &d);
+  if (d.verdict != RL_SEND || d.folded)
+    if (spool_rl_mark(sp, r->id, &d) != 0)
+      return -1;
+  spool_rl_log(camera, r, &d, clk->now);
+  if (d.charge_at > *charge)
+    *charge = d.charge_at;
+  return spool_rl_save(sp, camera, r->backend, &rs, clk->now);
+}
+
+/* Runs the limiter over the event's notification deliveries in the
+ * transaction that stores the event, so what it holds back and the state
+ * it keeps commit, or roll back, with the event, in event order. */
+static int
+spool_limit(struct spool *sp, struct job *j)
+{
+  const char *camera = j->ev->camera ? j->ev->camera : "";
+  const struct rl_limits *camlim = NULL;
+  int64_t cam_release = 0;
+  int64_t charge = 0;
+  struct rl_clock clk;
+  struct rl_state cam;
+  size_t i = 0;
+
+  while (i < j->nroutes && !j->routes[i].limited)
+    i++;
+  if (i == j->nroutes)
+    return 0;
+  /* Every route of the event is for the same camera: one camera limit. */
+  if (ratelimit_active(&j->routes[i].camera))
+    camlim = &j->routes[i].camera;
+  ratelimit_clock(&clk, j->tz, j->ev->recv_time > now_ms()
+                                 ? j->ev->recv_time : now_ms());
+  if (camlim) {
+    if (spool_rl_load(sp, camera, "", &cam) != 0)
+      return -1;
+    cam_release = ratelimit_release(&cam, camlim, &clk, NULL);
+    if (cam_release <= clk.now)
+      cam_release = 0;
+  }
+  for (; i < j->nroutes; i++)
+    if (j->routes[i].limited &&
+        spool_limit_route(sp, camera, &j->routes[i], &clk, cam_release,
+                          &charge) != 0)
+      return -1;
+  if (camlim == NULL || charge == 0)
+    return 0;
+  ratelimit_charge(&cam, camlim, &clk, charge);
+  return spool_rl_save(sp, camera, "", &cam, clk.now);
 }
 
 static int
@@ -276,7 +491,7 @@ spool_write_event(struct spool *sp, struct job *j)
     goto out;
   j->event_id = sqlite3_last_insert_rowid(sp->wdb);
   if (spool_insert_attachments(sp, j) != 0 ||
-      spool_insert_routes(sp, j) != 0)
+      spool_insert_routes(sp, j) != 0 || spool_limit(sp, j) != 0)
     goto out;
   rc = 0;
 out:
@@ -355,6 +570,23 @@ spool_write_prune(struct spool *sp, struct job *j)
   return 0;
 }
 
+/* Forgets rate-limit state nothing has touched for a month. */
+static int
+spool_prune_limits(struct spool *sp)
+{
+  const char *sql = "DELETE FROM ratelimits WHERE updated < ?1"
+                    " AND sum_at < ?1";
+  sqlite3_stmt *st = NULL;
+  int rc;
+
+  if (sqlite3_prepare_v2(sp->wdb, sql, -1, &st, NULL) != SQLITE_OK)
+    return -1;
+  sqlite3_bind_int64(st, 1, now_ms() - SPOOL_RL_KEEP_MS);
+  rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+  sqlite3_finalize(st);
+  return rc;
+}
+
 static int
 spool_fail_injected(const struct spool *sp)
 {
@@ -370,7 +602,7 @@ spool_write_job(struct spool *sp, struct job *j)
   case JOB_UPDATE:
     return spool_write_update(sp, j);
   case JOB_PRUNE:
-    return spool_write_prune(sp, j);
+    return spool_write_prune(sp, j) == 0 ? spool_prune_limits(sp) : -1;
   }
   return -1;
 }
@@ -380,11 +612,12 @@ spool_job_free(struct job *j)
 {
   cam_event_free(j->ev);
   for (size_t i = 0; i < j->nroutes; i++) {
-    free(j->backends[i]);
-    free(j->rules[i]);
+    free(j->routes[i].backend);
+    free(j->routes[i].rule);
   }
-  free(j->backends);
-  free(j->rules);
+  free(j->routes);
+  if (j->tz)
+    g_time_zone_unref(j->tz);
   free(j->error);
   free(j);
 }
@@ -503,10 +736,47 @@ spool_db_open(const char *path, int flags, const char *pragmas, char *err,
 }
 
 static int
+spool_migrate(sqlite3 *db)
+{
+  for (size_t i = 0; i < sizeof(spool_migrations) /
+                         sizeof(spool_migrations[0]); i++) {
+    sqlite3_stmt *st = NULL;
+    int have = sqlite3_prepare_v2(db, spool_migrations[i][0], -1, &st,
+                                  NULL) == SQLITE_OK;
+
+    sqlite3_finalize(st);
+    if (!have && spool_exec(db, spool_migrations[i][1]) != 0)
+      return -1;
+  }
+  return 0;
+}
+
+static int
 spool_mkdir(const char *path, char *err, size_t errsz)
 {
   if (mkdir(path, 0700) != 0 && errno != EEXIST) {
     snprintf(err, errsz, "cannot create %s: %s", path, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+/* Two camgates on one spool would both deliver every event: the second
+ * is refused. The lock goes with the process, even on kill -9. */
+static int
+spool_lock(struct spool *sp, char *err, size_t errsz)
+{
+  char path[4096];
+
+  snprintf(path, sizeof(path), "%s/lock", sp->dir);
+  sp->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (sp->lock_fd < 0) {
+    snprintf(err, errsz, "cannot open %s: %s", path, strerror(errno));
+    return -1;
+  }
+  if (flock(sp->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    snprintf(err, errsz, "%s is in use by another camgate; give each "
+             "instance its own spool.path", sp->dir);
     return -1;
   }
   return 0;
@@ -521,12 +791,14 @@ spool_open(const char *dir, struct notify *n, char *err, size_t errsz)
 
   sp->dir = xstrdup(dir);
   sp->notify = n;
+  sp->lock_fd = -1;
   if (fail && *fail)
     sp->fail_path = xstrdup(fail);
   pthread_mutex_init(&sp->lock, NULL);
   pthread_cond_init(&sp->cond, NULL);
   snprintf(path, sizeof(path), "%s/att", dir);
-  if (spool_mkdir(dir, err, errsz) != 0 || spool_mkdir(path, err, errsz))
+  if (spool_mkdir(dir, err, errsz) != 0 || spool_lock(sp, err, errsz) ||
+      spool_mkdir(path, err, errsz))
     goto fail;
   snprintf(path, sizeof(path), "%s/spool.db", dir);
   sp->wdb = spool_db_open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
@@ -536,7 +808,8 @@ spool_open(const char *dir, struct notify *n, char *err, size_t errsz)
                           err, errsz);
   if (sp->wdb == NULL)
     goto fail;
-  if (spool_exec(sp->wdb, spool_schema) != 0) {
+  if (spool_exec(sp->wdb, spool_schema) != 0 ||
+      spool_migrate(sp->wdb) != 0) {
     snprintf(err, errsz, "cannot create tables in %s", path);
     goto fail;
   }
@@ -552,6 +825,8 @@ spool_open(const char *dir, struct notify *n, char *err, size_t errsz)
 fail:
   sqlite3_close(sp->rdb);
   sqlite3_close(sp->wdb);
+  if (sp->lock_fd >= 0)
+    close(sp->lock_fd);
   free(sp->fail_path);
   free(sp->dir);
   free(sp);
@@ -572,6 +847,8 @@ spool_close(struct spool *sp)
   sqlite3_close(sp->wdb);
   pthread_mutex_destroy(&sp->lock);
   pthread_cond_destroy(&sp->cond);
+  if (sp->lock_fd >= 0)
+    close(sp->lock_fd);
   free(sp->fail_path);
   free(sp->dir);
   free(sp);
@@ -586,11 +863,17 @@ spool_submit(struct spool *sp, struct cam_event *ev, const struct route *routes,
   j->type = JOB_EVENT;
   j->ev = ev;
   j->nroutes = nroutes;
-  j->backends = xcalloc(nroutes, sizeof(char *));
-  j->rules = xcalloc(nroutes, sizeof(char *));
+  j->routes = xcalloc(nroutes + 1, sizeof(*j->routes));
   for (size_t i = 0; i < nroutes; i++) {
-    j->backends[i] = xstrdup(routes[i].backend);
-    j->rules[i] = xstrdup(routes[i].rule ? routes[i].rule : "");
+    struct job_route *r = &j->routes[i];
+
+    r->backend = xstrdup(routes[i].backend);
+    r->rule = xstrdup(routes[i].rule ? routes[i].rule : "");
+    r->limited = routes[i].limited;
+    r->limits = routes[i].limits;
+    r->camera = routes[i].camera;
+    if (routes[i].tz && j->tz == NULL)
+      j->tz = g_time_zone_ref(routes[i].tz);
   }
   j->stored = stored;
   j->arg = arg;
@@ -807,5 +1090,41 @@ spool_load_event(struct spool *sp, int64_t id)
   sqlite3_finalize(st);
   if (ev)
     spool_load_attachments(sp, ev);
+  return ev;
+}
+
+struct cam_event *
+spool_load_delivery(struct spool *sp, int64_t delivery_id)
+{
+  const char *sql = "SELECT event_id, rule, folded, folded_since"
+                    " FROM deliveries WHERE id=?";
+  sqlite3_stmt *st = NULL;
+  struct cam_event *ev = NULL;
+  char *rule = NULL;
+  int64_t event_id = 0;
+  int64_t since = 0;
+  int folded = 0;
+
+  if (sqlite3_prepare_v2(sp->rdb, sql, -1, &st, NULL) != SQLITE_OK)
+    return NULL;
+  sqlite3_bind_int64(st, 1, delivery_id);
+  if (sqlite3_step(st) == SQLITE_ROW) {
+    const char *r = (const char *)sqlite3_column_text(st, 1);
+
+    event_id = sqlite3_column_int64(st, 0);
+    rule = r && *r ? xstrdup(r) : NULL;
+    folded = sqlite3_column_int(st, 2);
+    since = sqlite3_column_int64(st, 3);
+  }
+  sqlite3_finalize(st);
+  if (event_id != 0)
+    ev = spool_load_event(sp, event_id);
+  if (ev == NULL) {
+    free(rule);
+    return NULL;
+  }
+  ev->rule = rule;
+  ev->folded = folded;
+  ev->folded_since = folded ? since : 0;
   return ev;
 }

@@ -9,7 +9,14 @@
  *
  * Tables: events, attachments (the data in the row, or in a file under
  * att/ beside the database when large), deliveries (one per event and
- * backend: state, phase, attempts, next try, last error). */
+ * backend: state, phase, attempts, next try, last error, the rule that
+ * sent it and what rate limits folded into it), ratelimits (the
+ * limiter's state per camera and backend, see gateway/ratelimit.h).
+ *
+ * The writer runs the rate limiter on an event's notification deliveries
+ * in the transaction that stores the event: a delivery held back gets
+ * the state DELIVERY_HELD; one that is a summary stays pending with its
+ * next try at the summary's time. */
 #ifndef CAMGATE_SPOOL_H
 #define CAMGATE_SPOOL_H
 
@@ -22,7 +29,12 @@
 struct spool;
 struct notify;
 
-enum delivery_state { DELIVERY_PENDING, DELIVERY_DONE, DELIVERY_FAILED };
+enum delivery_state {
+  DELIVERY_PENDING,
+  DELIVERY_DONE,
+  DELIVERY_FAILED,
+  DELIVERY_HELD             /* held back by a rate limit; never sent */
+};
 
 struct delivery {
   int64_t id;
@@ -43,9 +55,10 @@ struct spool *spool_open(const char *dir, struct notify *n, char *err,
 /* Writes what is queued, stops the writer, closes. NULL is fine. */
 void spool_close(struct spool *sp);
 
-/* Queues ev (ownership passes to the spool) with one pending delivery per
- * route, for the next group commit. stored(arg, ...) follows on the main
- * loop. routes' strings are copied. */
+/* Queues ev (ownership passes to the spool) with one delivery per route,
+ * for the next group commit; routes to notification backends go through
+ * their rate limits there. stored(arg, ...) follows on the main loop.
+ * routes' strings are copied and their zone referenced. */
 void spool_submit(struct spool *sp, struct cam_event *ev,
                   const struct route *routes, size_t nroutes,
                   spool_stored_fn stored, void *arg);
@@ -71,6 +84,10 @@ int spool_due(struct spool *sp, const char *backend, int64_t now_ms,
 int64_t spool_next_due(struct spool *sp, const char *backend);
 /* Loads an event with its attachments; NULL when gone. Caller frees. */
 struct cam_event *spool_load_event(struct spool *sp, int64_t id);
+/* Loads the event of a delivery with what the delivery carries filled in:
+ * rule, folded and folded_since. NULL when gone. Caller frees. */
+struct cam_event *spool_load_delivery(struct spool *sp,
+                                      int64_t delivery_id);
 /* Number of pending deliveries for backend, or of all when NULL. */
 long spool_pending(struct spool *sp, const char *backend);
 

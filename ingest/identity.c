@@ -6,6 +6,8 @@
 
 #include "gateway/log.h"
 
+#define IDENTITY_MAX 64
+
 void
 identity_sanitize(char *s)
 {
@@ -67,6 +69,10 @@ identity_resolve(const struct camera_conf *cam, const char *const *texts,
         *name = identity_expand(cam->channel_name ? cam->channel_name
                                                   : "{name} {1}",
                                 cam, mi);
+        /* Ids that come from mail text are capped like configured ones,
+         * so a camera cannot mint endless long topic names. */
+        if (strlen(*id) > IDENTITY_MAX)
+          (*id)[IDENTITY_MAX] = '\0';
         identity_sanitize(*id);
         if (**id == '\0') {
           free(*id);

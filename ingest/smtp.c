@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -80,6 +81,8 @@ struct smtp_session {
   int greeted;
   int seen_input;
   int errors;
+  int warned_noauth;   /* each warning once per session */
+  int warned_locked;
   int dead;           /* connection gone while the spool commits */
   const struct camera_conf *camera;
   int authed;
@@ -92,6 +95,7 @@ struct smtp_session {
   struct event *total_timer;
   struct event *delay_timer;
   struct event *close_timer;
+  struct event *idle_timer;  /* reset by complete lines, not by bytes */
   struct smtp_session *prev;
   struct smtp_session *next;
 };
@@ -113,6 +117,7 @@ struct smtp_server {
 };
 
 static void smtp_process(struct smtp_session *s);
+static void smtp_idle_reset(struct smtp_session *s);
 static void smtp_session_free(struct smtp_session *s);
 
 static void
@@ -134,6 +139,10 @@ smtp_reply(struct smtp_session *s, const char *fmt, ...)
   struct evbuffer *out = bufferevent_get_output(s->bev);
   va_list ap;
 
+  /* Every refusal counts towards SMTP_MAX_ERRORS, so a client that keeps
+   * sending what is refused is cut off instead of filling the log. */
+  if ((fmt[0] == '4' || fmt[0] == '5') && strncmp(fmt, "421", 3) != 0)
+    s->errors++;
   va_start(ap, fmt);
   evbuffer_add_vprintf(out, fmt, ap);
   va_end(ap);
@@ -331,6 +340,7 @@ smtp_stored(void *arg, int ok, int64_t event_id)
     return;
   }
   bufferevent_enable(s->bev, EV_READ);
+  smtp_idle_reset(s);
   smtp_process(s);
 }
 
@@ -543,9 +553,10 @@ smtp_cmd_auth(struct smtp_session *s, const char *arg)
   }
   wait = auth_blocked(s->cfg, (struct sockaddr *)&s->peer_sa);
   if (wait > 0) {
-    log_warn("smtp", "session=%016" PRIx64 " remote=%s locked=%ds "
-             "msg=\"too many failed logins from this address\"", s->id,
-             s->peer, wait);
+    if (!s->warned_locked++)
+      log_warn("smtp", "session=%016" PRIx64 " remote=%s locked=%ds "
+               "msg=\"too many failed logins from this address\"", s->id,
+               s->peer, wait);
     smtp_reply(s, "454 4.7.0 Too many failed logins, try again later");
     return;
   }
@@ -598,9 +609,10 @@ smtp_cmd_mail(struct smtp_session *s, const char *arg)
     s->camera = config_camera_by_addr(s->cfg,
                                       (struct sockaddr *)&s->peer_sa);
     if (s->camera == NULL) {
-      log_warn("smtp", "session=%016" PRIx64 " remote=%s msg=\"no AUTH "
-               "and address not in any camera's allow_from\"", s->id,
-               s->peer);
+      if (!s->warned_noauth++)
+        log_warn("smtp", "session=%016" PRIx64 " remote=%s msg=\"no AUTH "
+                 "and address not in any camera's allow_from\"", s->id,
+                 s->peer);
       smtp_reply(s, "530 5.7.0 Authentication required");
       return;
     }
@@ -759,8 +771,6 @@ smtp_command(struct smtp_session *s, const char *line)
   case SMTP_CMD_BDAT:
   case SMTP_CMD_UNKNOWN:
     smtp_reply(s, "500 5.5.2 Command not recognized");
-    if (++s->errors >= SMTP_MAX_ERRORS)
-      smtp_close_with(s, "421 4.7.0 Too many errors, closing");
     break;
   }
 }
@@ -785,8 +795,6 @@ smtp_line(struct smtp_session *s, const char *line, size_t n)
   case SMTP_ST_COMMAND:
     if (memchr(line, '\0', n)) {
       smtp_reply(s, "500 5.5.2 NUL byte in command");
-      if (++s->errors >= SMTP_MAX_ERRORS)
-        smtp_close_with(s, "421 4.7.0 Too many errors, closing");
       break;
     }
     smtp_command(s, line);
@@ -816,15 +824,28 @@ smtp_tls_on_plain(struct smtp_session *s, struct evbuffer *in)
   if (b[0] != 0x16)
     return 0;
   log_warn("smtp", "session=%016" PRIx64 " remote=%s msg=\"TLS handshake "
-           "on the plaintext port: set the camera to STARTTLS, or point "
-           "it at smtp.listen_tls\"", s->id, s->peer);
+           "on the plaintext port: %s\"", s->id, s->peer,
+           s->srv->lis_tls ? "set the camera to STARTTLS or no encryption, "
+                             "or point it at smtp.listen_tls"
+                           : "set the camera to no encryption, or configure "
+                             "tls and smtp.listen_tls for it");
   smtp_session_free(s);
   return 1;
 }
 
 static void
+smtp_idle_reset(struct smtp_session *s)
+{
+  struct timeval idle = {s->cfg->smtp.idle_timeout, 0};
+
+  evtimer_add(s->idle_timer, &idle);
+}
+
+static void
 smtp_process(struct smtp_session *s)
 {
+  int lines = 0;
+
   while (smtp_ready(s)) {
     struct evbuffer *in = bufferevent_get_input(s->bev);
     size_t cap = s->state == SMTP_ST_DATA ? SMTP_DATA_LINE_MAX
@@ -851,6 +872,14 @@ smtp_process(struct smtp_session *s)
     }
     smtp_line(s, line, n);
     free(line);
+    if (lines++ == 0)
+      smtp_idle_reset(s);
+    if (s->errors >= SMTP_MAX_ERRORS && s->state != SMTP_ST_CLOSING) {
+      log_warn("smtp", "session=%016" PRIx64 " remote=%s errors=%d "
+               "msg=\"too many refused commands, closing\"", s->id,
+               s->peer, s->errors);
+      smtp_close_with(s, "421 4.7.0 Too many errors, closing");
+    }
   }
 }
 
@@ -880,8 +909,9 @@ smtp_tls_failure(struct smtp_session *s)
   if (e)
     ERR_error_string_n(e, buf, sizeof(buf));
   log_warn("smtp", "session=%016" PRIx64 " remote=%s tls=failed "
-           "error=\"%s\" msg=\"the camera's TLS does not meet "
-           "tls.min_version/ciphers\"", s->id, s->peer, buf);
+           "error=\"%s\" msg=\"TLS handshake failed: a client that is not "
+           "speaking TLS, or whose TLS is older than tls.min_version or "
+           "tls.ciphers allow\"", s->id, s->peer, buf);
 }
 
 static void
@@ -910,6 +940,21 @@ smtp_event_cb(struct bufferevent *bev, short what, void *arg)
   smtp_session_free(s);
 }
 
+/* A client that trickles bytes without ever ending a line is idle too. */
+static void
+smtp_idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+  struct smtp_session *s = arg;
+
+  (void)fd;
+  (void)what;
+  if (s->state == SMTP_ST_STORING || s->state == SMTP_ST_CLOSING)
+    return;
+  log_info("smtp", "session=%016" PRIx64 " remote=%s msg=\"idle timeout\"",
+           s->id, s->peer);
+  smtp_close_with(s, "421 4.4.2 Idle timeout, closing");
+}
+
 static void
 smtp_total_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -930,8 +975,9 @@ smtp_session_setcb(struct smtp_session *s)
   struct timeval idle = {s->cfg->smtp.idle_timeout, 0};
 
   bufferevent_setcb(s->bev, smtp_read_cb, smtp_write_cb, smtp_event_cb, s);
-  bufferevent_set_timeouts(s->bev, &idle, &idle);
+  bufferevent_set_timeouts(s->bev, NULL, &idle);
   bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+  smtp_idle_reset(s);
 }
 
 static void
@@ -961,6 +1007,7 @@ smtp_session_free(struct smtp_session *s)
   event_free(s->total_timer);
   event_free(s->delay_timer);
   event_free(s->close_timer);
+  event_free(s->idle_timer);
   smtp_envelope_reset(s);
   explicit_bzero(s->auth_user, sizeof(s->auth_user));
   config_unref(s->cfg);
@@ -1023,6 +1070,7 @@ smtp_accept(struct smtp_server *srv, evutil_socket_t fd,
   s->total_timer = evtimer_new(srv->base, smtp_total_cb, s);
   s->delay_timer = evtimer_new(srv->base, smtp_delay_cb, s);
   s->close_timer = evtimer_new(srv->base, smtp_close_timer_cb, s);
+  s->idle_timer = evtimer_new(srv->base, smtp_idle_cb, s);
   evtimer_add(s->total_timer, &total);
   s->next = srv->sessions;
   if (srv->sessions)
@@ -1071,10 +1119,13 @@ smtp_listen(struct smtp_server *srv, const struct endpoint *ep,
              evutil_gai_strerror(r));
     return NULL;
   }
+  /* A deep backlog: after a restart or a network outage every camera of
+   * a site reconnects at once, and with 128 the kernel drops the SYNs past
+   * it, so those cameras wait seconds for their retransmits. */
   l = evconnlistener_new_bind(srv->base, cb, srv,
                               LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
                                 LEV_OPT_CLOSE_ON_EXEC,
-                              128, ai->ai_addr, (int)ai->ai_addrlen);
+                              SOMAXCONN, ai->ai_addr, (int)ai->ai_addrlen);
   if (l == NULL)
     snprintf(err, errsz, "cannot listen on %s:%d: %s", ep->host, ep->port,
              strerror(errno));

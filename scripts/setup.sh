@@ -7,8 +7,9 @@ PKGS=(
   build-essential cmake pkg-config
   libevent-dev libssl-dev libgmime-3.0-dev libyaml-dev libsqlite3-dev
   libcrypt-dev libmosquitto-dev libjansson-dev libcmocka-dev
-  libcurl4-openssl-dev
+  libcurl4-openssl-dev libturbojpeg0-dev
   mosquitto mosquitto-clients swaks curl openssl python3 sqlite3
+  python3-aiosmtpd
 )
 
 missing=()

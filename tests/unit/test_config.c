@@ -773,7 +773,8 @@ test_err_backend_type(void **state)
                "    type: kafka\n"
                "    brokers: x\n",
                3, 11, "backends[0].type",
-               "expected a known backend type (mqtt), found \"kafka\"");
+               "expected a known backend type (mqtt, email, ntfy), "
+               "found \"kafka\"");
   /* The keys of an unknown type are not reported on top of it. */
   assert_int_equal(count_lines(err), 1);
   expect_error("backends:\n"

@@ -131,7 +131,9 @@ static void
 test_store_and_load(void **state)
 {
   struct fixture *f = *state;
-  struct route routes[2] = {{"ha", "all"}, {"phone", "all"}};
+  struct route routes[2] = {
+    {.backend = "ha", .rule = "all"}, {.backend = "phone", .rule = "all"}
+  };
   struct delivery due[8];
   struct cam_event *ev;
 
@@ -172,7 +174,7 @@ static void
 test_large_attachment_file(void **state)
 {
   struct fixture *f = *state;
-  struct route r = {"ha", "all"};
+  struct route r = {.backend = "ha", .rule = "all"};
   size_t big = 3 * 1024 * 1024 + 17;
   struct cam_event *ev;
 
@@ -191,7 +193,7 @@ static void
 test_update_and_reopen(void **state)
 {
   struct fixture *f = *state;
-  struct route r = {"ha", "all"};
+  struct route r = {.backend = "ha", .rule = "all"};
   struct delivery due[4];
   int64_t later = now_ms() + 60000;
 
@@ -219,7 +221,7 @@ static void
 test_injected_failure(void **state)
 {
   struct fixture *f = *state;
-  struct route r = {"ha", "all"};
+  struct route r = {.backend = "ha", .rule = "all"};
   char flag[300];
   FILE *fp;
 
@@ -246,7 +248,7 @@ static void
 test_prune(void **state)
 {
   struct fixture *f = *state;
-  struct route r = {"ha", "all"};
+  struct route r = {.backend = "ha", .rule = "all"};
   struct cam_event *old = make_event("a", 0);
   struct delivery due[4];
 
