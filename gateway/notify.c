@@ -66,6 +66,12 @@ notify_new(struct event_base *base)
 }
 
 void
+notify_run_pending(struct notify *n)
+{
+  notify_run(notify_take_all(n));
+}
+
+void
 notify_free(struct notify *n)
 {
   if (n == NULL)

@@ -15,6 +15,8 @@ typedef void (*notify_fn)(void *arg);
 struct notify *notify_new(struct event_base *base);
 /* Runs what is still queued, then frees; NULL is fine. */
 void notify_free(struct notify *n);
+/* Runs, on the loop thread, what is queued now. */
+void notify_run_pending(struct notify *n);
 /* Thread-safe. fn(arg) runs later on the loop thread, in posting order. */
 void notify_post(struct notify *n, notify_fn fn, void *arg);
 

@@ -45,6 +45,7 @@ struct job_route {
 struct job {
   enum job_type type;
   struct job *next;
+  struct spool *sp;
   /* JOB_EVENT */
   struct cam_event *ev;
   struct job_route *routes;
@@ -67,6 +68,18 @@ struct job {
   int64_t event_id;
 };
 
+/* Statements are prepared once per connection and reused: parsing SQL
+ * for every alert cost more than running it. Each cache belongs to one
+ * connection and so to one thread. */
+#define SPOOL_STMTS 48
+#define SPOOL_RECENT 32
+
+struct stmt_cache {
+  const char *sql[SPOOL_STMTS];  /* the literal's address is the key */
+  sqlite3_stmt *st[SPOOL_STMTS];
+  size_t n;
+};
+
 struct spool {
   char *dir;
   sqlite3 *wdb;              /* writer thread only */
@@ -81,7 +94,60 @@ struct spool {
   char *fail_path;           /* CAMGATE_SPOOL_FAIL, for tests */
   int wrote_files;           /* this batch made files under att/ */
   int lock_fd;               /* flock on dir/lock: one camgate per spool */
+  struct stmt_cache wcache;  /* writer thread's prepared statements */
+  int sync_full;             /* writer's synchronous is FULL now */
+  /* Events just stored, kept for their first delivery so it need not read
+   * back from the database what it had in memory a moment ago. Main
+   * thread only. */
+  struct cam_event *recent[SPOOL_RECENT];
+  size_t nrecent;
+  struct stmt_cache rcache;  /* main thread's */
 };
+
+static int
+spool_prep(struct spool *sp, sqlite3 *db, const char *sql,
+           sqlite3_stmt **out)
+{
+  struct stmt_cache *c = db == sp->wdb ? &sp->wcache : &sp->rcache;
+  int rc;
+
+  for (size_t i = 0; i < c->n; i++) {
+    if (c->sql[i] == sql) {
+      /* Reset here too: an early return may have left it mid-step. */
+      sqlite3_reset(c->st[i]);
+      sqlite3_clear_bindings(c->st[i]);
+      *out = c->st[i];
+      return SQLITE_OK;
+    }
+  }
+  rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, out,
+                          NULL);
+  if (rc == SQLITE_OK && c->n < SPOOL_STMTS) {
+    c->sql[c->n] = sql;
+    c->st[c->n++] = *out;
+  } else if (rc == SQLITE_OK) {
+    fatal("spool: more than %d distinct statements", SPOOL_STMTS);
+  }
+  return rc;
+}
+
+/* Hands a cached statement back: ready for its next use. */
+static void
+spool_fin(sqlite3_stmt *st)
+{
+  if (st) {
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+  }
+}
+
+static void
+spool_cache_free(struct stmt_cache *c)
+{
+  for (size_t i = 0; i < c->n; i++)
+    sqlite3_finalize(c->st[i]);
+  c->n = 0;
+}
 
 static const char spool_schema[] =
   "CREATE TABLE IF NOT EXISTS events("
@@ -220,7 +286,7 @@ spool_insert_attachments(struct spool *sp, struct job *j)
   sqlite3_stmt *st = NULL;
   int rc = -1;
 
-  if (sqlite3_prepare_v2(sp->wdb, sql, -1, &st, NULL) != SQLITE_OK)
+  if (spool_prep(sp, sp->wdb, sql, &st) != SQLITE_OK)
     goto out;
   for (size_t i = 0; i < j->ev->natt; i++) {
     const struct attachment *a = &j->ev->att[i];
@@ -249,7 +315,7 @@ spool_insert_attachments(struct spool *sp, struct job *j)
 out:
   if (rc != 0)
     log_error("spool", "attachments error=\"%s\"", sqlite3_errmsg(sp->wdb));
-  sqlite3_finalize(st);
+  spool_fin(st);
   return rc;
 }
 
@@ -261,7 +327,7 @@ spool_insert_routes(struct spool *sp, struct job *j)
   sqlite3_stmt *st = NULL;
   int rc = -1;
 
-  if (sqlite3_prepare_v2(sp->wdb, sql, -1, &st, NULL) != SQLITE_OK)
+  if (spool_prep(sp, sp->wdb, sql, &st) != SQLITE_OK)
     goto out;
   for (size_t i = 0; i < j->nroutes; i++) {
     sqlite3_reset(st);
@@ -276,7 +342,7 @@ spool_insert_routes(struct spool *sp, struct job *j)
 out:
   if (rc != 0)
     log_error("spool", "deliveries error=\"%s\"", sqlite3_errmsg(sp->wdb));
-  sqlite3_finalize(st);
+  spool_fin(st);
   return rc;
 }
 
@@ -294,7 +360,7 @@ spool_rl_load(struct spool *sp, const char *camera, const char *backend,
   int r;
 
   memset(rs, 0, sizeof(*rs));
-  if (sqlite3_prepare_v2(sp->wdb, sql, -1, &st, NULL) != SQLITE_OK)
+  if (spool_prep(sp, sp->wdb, sql, &st) != SQLITE_OK)
     return -1;
   bind_text(st, 1, camera);
   bind_text(st, 2, backend);
@@ -313,7 +379,7 @@ spool_rl_load(struct spool *sp, const char *camera, const char *backend,
     rs->sum_id = sqlite3_column_int64(st, 10);
     rs->warned = sqlite3_column_int(st, 11);
   }
-  sqlite3_finalize(st);
+  spool_fin(st);
   return r == SQLITE_ROW || r == SQLITE_DONE ? 0 : -1;
 }
 
@@ -333,7 +399,7 @@ spool_rl_save(struct spool *sp, const char *camera, const char *backend,
   sqlite3_stmt *st = NULL;
   int rc = -1;
 
-  if (sqlite3_prepare_v2(sp->wdb, sql, -1, &st, NULL) != SQLITE_OK)
+  if (spool_prep(sp, sp->wdb, sql, &st) != SQLITE_OK)
     return -1;
   bind_text(st, 1, camera);
   bind_text(st, 2, backend);
@@ -341,7 +407,7 @@ spool_rl_save(struct spool *sp, const char *camera, const char *backend,
     sqlite3_bind_int64(st, (int)i + 3, vals[i]);
   if (sqlite3_step(st) == SQLITE_DONE)
     rc = 0;
-  sqlite3_finalize(st);
+  spool_fin(st);
   return rc;
 }
 
@@ -357,7 +423,7 @@ spool_rl_mark(struct spool *sp, int64_t id, const struct rl_decision *d)
   sqlite3_stmt *st = NULL;
   int rc = -1;
 
-  if (sqlite3_prepare_v2(sp->wdb, sql, -1, &st, NULL) != SQLITE_OK)
+  if (spool_prep(sp, sp->wdb, sql, &st) != SQLITE_OK)
     return -1;
   sqlite3_bind_int(st, 1, d->verdict == RL_HOLD ? DELIVERY_HELD
                                                 : DELIVERY_PENDING);
@@ -370,15 +436,15 @@ spool_rl_mark(struct spool *sp, int64_t id, const struct rl_decision *d)
   sqlite3_bind_int64(st, 5, id);
   if (sqlite3_step(st) == SQLITE_DONE)
     rc = 0;
-  sqlite3_finalize(st);
+  spool_fin(st);
   if (rc != 0 || d->demoted == 0)
     return rc;
-  if (sqlite3_prepare_v2(sp->wdb, demote, -1, &st, NULL) != SQLITE_OK)
+  if (spool_prep(sp, sp->wdb, demote, &st) != SQLITE_OK)
     return -1;
   sqlite3_bind_int(st, 1, DELIVERY_HELD);
   sqlite3_bind_int64(st, 2, d->demoted);
   rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-  sqlite3_finalize(st);
+  spool_fin(st);
   return rc;
 }
 
@@ -475,7 +541,7 @@ spool_write_event(struct spool *sp, struct job *j)
   char *labels = spool_labels_json(ev);
   int rc = -1;
 
-  if (sqlite3_prepare_v2(sp->wdb, sql, -1, &st, NULL) != SQLITE_OK)
+  if (spool_prep(sp, sp->wdb, sql, &st) != SQLITE_OK)
     goto out;
   bind_text(st, 1, ev->camera);
   bind_text(st, 2, ev->camera_name);
@@ -497,7 +563,7 @@ spool_write_event(struct spool *sp, struct job *j)
 out:
   if (rc != 0)
     log_error("spool", "event error=\"%s\"", sqlite3_errmsg(sp->wdb));
-  sqlite3_finalize(st);
+  spool_fin(st);
   free(labels);
   return rc;
 }
@@ -510,7 +576,7 @@ spool_write_update(struct spool *sp, struct job *j)
   sqlite3_stmt *st = NULL;
   int rc = -1;
 
-  if (sqlite3_prepare_v2(sp->wdb, sql, -1, &st, NULL) != SQLITE_OK)
+  if (spool_prep(sp, sp->wdb, sql, &st) != SQLITE_OK)
     goto out;
   sqlite3_bind_int(st, 1, (int)j->st);
   sqlite3_bind_int(st, 2, j->phase);
@@ -524,7 +590,7 @@ spool_write_update(struct spool *sp, struct job *j)
 out:
   if (rc != 0)
     log_error("spool", "update error=\"%s\"", sqlite3_errmsg(sp->wdb));
-  sqlite3_finalize(st);
+  spool_fin(st);
   return rc;
 }
 
@@ -553,7 +619,7 @@ spool_write_prune(struct spool *sp, struct job *j)
                                  " (SELECT id FROM prune)";
     int r;
 
-    if (sqlite3_prepare_v2(sp->wdb, sql, -1, &st, NULL) != SQLITE_OK)
+    if (spool_prep(sp, sp->wdb, sql, &st) != SQLITE_OK)
       return -1;
     if (sqlite3_bind_parameter_count(st) > 0)
       sqlite3_bind_int64(st, 1, cutoff);
@@ -563,7 +629,7 @@ spool_write_prune(struct spool *sp, struct job *j)
       if (path)
         unlink(path);
     }
-    sqlite3_finalize(st);
+    spool_fin(st);
     if (r != SQLITE_DONE)
       return -1;
   }
@@ -579,11 +645,11 @@ spool_prune_limits(struct spool *sp)
   sqlite3_stmt *st = NULL;
   int rc;
 
-  if (sqlite3_prepare_v2(sp->wdb, sql, -1, &st, NULL) != SQLITE_OK)
+  if (spool_prep(sp, sp->wdb, sql, &st) != SQLITE_OK)
     return -1;
   sqlite3_bind_int64(st, 1, now_ms() - SPOOL_RL_KEEP_MS);
   rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-  sqlite3_finalize(st);
+  spool_fin(st);
   return rc;
 }
 
@@ -624,10 +690,65 @@ spool_job_free(struct job *j)
 
 /* Runs on the main loop: tells the submitter how its job went. */
 static void
+spool_recent_put(struct spool *sp, struct cam_event *ev)
+{
+  if (sp->nrecent == SPOOL_RECENT) {
+    cam_event_free(sp->recent[0]);
+    memmove(sp->recent, sp->recent + 1,
+            (SPOOL_RECENT - 1) * sizeof(sp->recent[0]));
+    sp->nrecent--;
+  }
+  sp->recent[sp->nrecent++] = ev;
+}
+
+static void
+spool_recent_prune(struct spool *sp, int64_t cutoff)
+{
+  size_t k = 0;
+
+  for (size_t i = 0; i < sp->nrecent; i++) {
+    if (sp->recent[i]->recv_time < cutoff)
+      cam_event_free(sp->recent[i]);
+    else
+      sp->recent[k++] = sp->recent[i];
+  }
+  sp->nrecent = k;
+}
+
+/* Returns the event and forgets it (the caller owns it), or NULL. */
+static struct cam_event *
+spool_recent_take(struct spool *sp, int64_t id)
+{
+  for (size_t i = 0; i < sp->nrecent; i++) {
+    struct cam_event *ev = sp->recent[i];
+
+    if (ev->id == id) {
+      memmove(sp->recent + i, sp->recent + i + 1,
+              (sp->nrecent - i - 1) * sizeof(sp->recent[0]));
+      sp->nrecent--;
+      return ev;
+    }
+  }
+  return NULL;
+}
+
+static void
 spool_job_done(void *arg)
 {
   struct job *j = arg;
 
+  /* Into the cache before the submitter hears of it: its answer starts
+   * the deliveries that read it. */
+  if (j->type == JOB_EVENT && j->ok && j->ev) {
+    j->ev->id = j->event_id;
+    spool_recent_put(j->sp, j->ev);
+    j->ev = NULL;
+  }
+  /* Pruned events must not come back from the cache. Dropping every
+   * cached event past the cutoff may drop one still pending; it is then
+   * read from the database. */
+  if (j->type == JOB_PRUNE && j->ok)
+    spool_recent_prune(j->sp, now_ms() - j->retention_s * 1000);
   if (j->type == JOB_EVENT && j->stored)
     j->stored(j->arg, j->ok, j->ok ? j->event_id : 0);
   else if (j->type == JOB_UPDATE && j->written)
@@ -635,30 +756,64 @@ spool_job_done(void *arg)
   spool_job_free(j);
 }
 
+/* Runs one statement on the writer connection from the cache. */
+static int
+spool_wexec(struct spool *sp, const char *sql)
+{
+  sqlite3_stmt *st = NULL;
+  int rc = spool_prep(sp, sp->wdb, sql, &st) == SQLITE_OK &&
+           sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+
+  if (rc != 0)
+    log_error("spool", "sql=\"%s\" error=\"%s\"", sql,
+              sqlite3_errmsg(sp->wdb));
+  spool_fin(st);
+  return rc;
+}
+
+/* Only a batch that stores events must reach the disk before it is
+ * answered: that is what a camera's 250 promises. A batch of delivery
+ * updates commits without its own fsync (the next event batch's fsync
+ * covers it); losing one to a power cut only sends an alert twice. */
+static void
+spool_set_sync(struct spool *sp, const struct job *batch)
+{
+  int full = 0;
+
+  for (const struct job *j = batch; j && !full; j = j->next)
+    full = j->type == JOB_EVENT;
+  if (full != sp->sync_full) {
+    spool_exec(sp->wdb, full ? "PRAGMA synchronous=FULL"
+                             : "PRAGMA synchronous=NORMAL");
+    sp->sync_full = full;
+  }
+}
+
 /* Writes a batch in one transaction. Each job gets a savepoint, so one bad
  * job fails alone while the rest of the batch commits. */
 static void
 spool_write_batch(struct spool *sp, struct job *batch)
 {
-  int ok = !spool_fail_injected(sp) &&
-           spool_exec(sp->wdb, "BEGIN IMMEDIATE") == 0;
+  int ok;
   size_t n = 0;
 
+  spool_set_sync(sp, batch);
+  ok = !spool_fail_injected(sp) && spool_wexec(sp, "BEGIN IMMEDIATE") == 0;
   for (struct job *j = batch; j; j = j->next)
     n++;
   for (struct job *j = batch; ok && j; j = j->next) {
-    spool_exec(sp->wdb, "SAVEPOINT job");
+    spool_wexec(sp, "SAVEPOINT job");
     j->ok = spool_write_job(sp, j) == 0;
     if (!j->ok)
-      spool_exec(sp->wdb, "ROLLBACK TO job");
-    spool_exec(sp->wdb, "RELEASE job");
+      spool_wexec(sp, "ROLLBACK TO job");
+    spool_wexec(sp, "RELEASE job");
   }
   if (ok && spool_sync_dir(sp) != 0) {
     log_error("spool", "dir=%s/att error=\"%s\"", sp->dir, strerror(errno));
-    spool_exec(sp->wdb, "ROLLBACK");
+    spool_wexec(sp, "ROLLBACK");
     ok = 0;
-  } else if (ok && spool_exec(sp->wdb, "COMMIT") != 0) {
-    spool_exec(sp->wdb, "ROLLBACK");
+  } else if (ok && spool_wexec(sp, "COMMIT") != 0) {
+    spool_wexec(sp, "ROLLBACK");
     ok = 0;
   }
   if (!ok) {
@@ -792,6 +947,7 @@ spool_open(const char *dir, struct notify *n, char *err, size_t errsz)
   sp->dir = xstrdup(dir);
   sp->notify = n;
   sp->lock_fd = -1;
+  sp->sync_full = 1;
   if (fail && *fail)
     sp->fail_path = xstrdup(fail);
   pthread_mutex_init(&sp->lock, NULL);
@@ -823,6 +979,8 @@ spool_open(const char *dir, struct notify *n, char *err, size_t errsz)
   }
   return sp;
 fail:
+  spool_cache_free(&sp->rcache);
+  spool_cache_free(&sp->wcache);
   sqlite3_close(sp->rdb);
   sqlite3_close(sp->wdb);
   if (sp->lock_fd >= 0)
@@ -843,6 +1001,12 @@ spool_close(struct spool *sp)
   pthread_cond_signal(&sp->cond);
   pthread_mutex_unlock(&sp->lock);
   pthread_join(sp->thread, NULL);
+  /* The writer's last answers reach their sessions while sp lives. */
+  notify_run_pending(sp->notify);
+  while (sp->nrecent)
+    cam_event_free(sp->recent[--sp->nrecent]);
+  spool_cache_free(&sp->rcache);
+  spool_cache_free(&sp->wcache);
   sqlite3_close(sp->rdb);
   sqlite3_close(sp->wdb);
   pthread_mutex_destroy(&sp->lock);
@@ -860,6 +1024,7 @@ spool_submit(struct spool *sp, struct cam_event *ev, const struct route *routes,
 {
   struct job *j = xcalloc(1, sizeof(*j));
 
+  j->sp = sp;
   j->type = JOB_EVENT;
   j->ev = ev;
   j->nroutes = nroutes;
@@ -888,6 +1053,7 @@ spool_update_delivery(struct spool *sp, int64_t delivery_id,
 {
   struct job *j = xcalloc(1, sizeof(*j));
 
+  j->sp = sp;
   j->type = JOB_UPDATE;
   j->delivery_id = delivery_id;
   j->st = st;
@@ -905,6 +1071,7 @@ spool_prune(struct spool *sp, int64_t retention_s)
 {
   struct job *j = xcalloc(1, sizeof(*j));
 
+  j->sp = sp;
   j->type = JOB_PRUNE;
   j->retention_s = retention_s;
   spool_enqueue(sp, j);
@@ -931,7 +1098,7 @@ spool_due(struct spool *sp, const char *backend, int64_t now,
   int n = 0;
   int r;
 
-  if (sqlite3_prepare_v2(sp->rdb, sql, -1, &st, NULL) != SQLITE_OK)
+  if (spool_prep(sp, sp->rdb, sql, &st) != SQLITE_OK)
     return -1;
   sqlite3_bind_text(st, 1, backend, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 2, now);
@@ -947,7 +1114,7 @@ spool_due(struct spool *sp, const char *backend, int64_t now,
     out[n].attempts = sqlite3_column_int(st, 3);
     n++;
   }
-  sqlite3_finalize(st);
+  spool_fin(st);
   return n;
 }
 
@@ -959,13 +1126,13 @@ spool_next_due(struct spool *sp, const char *backend)
   sqlite3_stmt *st = NULL;
   int64_t t = INT64_MAX;
 
-  if (sqlite3_prepare_v2(sp->rdb, sql, -1, &st, NULL) != SQLITE_OK)
+  if (spool_prep(sp, sp->rdb, sql, &st) != SQLITE_OK)
     return t;
   sqlite3_bind_text(st, 1, backend, -1, SQLITE_STATIC);
   if (sqlite3_step(st) == SQLITE_ROW &&
       sqlite3_column_type(st, 0) != SQLITE_NULL)
     t = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
+  spool_fin(st);
   return t;
 }
 
@@ -979,13 +1146,13 @@ spool_pending(struct spool *sp, const char *backend)
   sqlite3_stmt *st = NULL;
   long n = -1;
 
-  if (sqlite3_prepare_v2(sp->rdb, sql, -1, &st, NULL) != SQLITE_OK)
+  if (spool_prep(sp, sp->rdb, sql, &st) != SQLITE_OK)
     return -1;
   if (backend)
     sqlite3_bind_text(st, 1, backend, -1, SQLITE_STATIC);
   if (sqlite3_step(st) == SQLITE_ROW)
     n = (long)sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
+  spool_fin(st);
   return n;
 }
 
@@ -1016,7 +1183,7 @@ spool_load_attachments(struct spool *sp, struct cam_event *ev)
                     " FROM attachments WHERE event_id=? ORDER BY seq";
   sqlite3_stmt *st = NULL;
 
-  if (sqlite3_prepare_v2(sp->rdb, sql, -1, &st, NULL) != SQLITE_OK)
+  if (spool_prep(sp, sp->rdb, sql, &st) != SQLITE_OK)
     return;
   sqlite3_bind_int64(st, 1, ev->id);
   while (sqlite3_step(st) == SQLITE_ROW) {
@@ -1040,7 +1207,7 @@ spool_load_attachments(struct spool *sp, struct cam_event *ev)
                                (const char *)sqlite3_column_text(st, 1),
                                data, len);
   }
-  sqlite3_finalize(st);
+  spool_fin(st);
 }
 
 static void
@@ -1068,9 +1235,11 @@ spool_load_event(struct spool *sp, int64_t id)
                     " device_time, recv_time, title, text, labels"
                     " FROM events WHERE id=?";
   sqlite3_stmt *st = NULL;
-  struct cam_event *ev = NULL;
+  struct cam_event *ev = spool_recent_take(sp, id);
 
-  if (sqlite3_prepare_v2(sp->rdb, sql, -1, &st, NULL) != SQLITE_OK)
+  if (ev)
+    return ev;
+  if (spool_prep(sp, sp->rdb, sql, &st) != SQLITE_OK)
     return NULL;
   sqlite3_bind_int64(st, 1, id);
   if (sqlite3_step(st) == SQLITE_ROW) {
@@ -1087,7 +1256,7 @@ spool_load_event(struct spool *sp, int64_t id)
     cam_event_set(&ev->text, (const char *)sqlite3_column_text(st, 8));
     spool_load_labels(ev, (const char *)sqlite3_column_text(st, 9));
   }
-  sqlite3_finalize(st);
+  spool_fin(st);
   if (ev)
     spool_load_attachments(sp, ev);
   return ev;
@@ -1105,7 +1274,7 @@ spool_load_delivery(struct spool *sp, int64_t delivery_id)
   int64_t since = 0;
   int folded = 0;
 
-  if (sqlite3_prepare_v2(sp->rdb, sql, -1, &st, NULL) != SQLITE_OK)
+  if (spool_prep(sp, sp->rdb, sql, &st) != SQLITE_OK)
     return NULL;
   sqlite3_bind_int64(st, 1, delivery_id);
   if (sqlite3_step(st) == SQLITE_ROW) {
@@ -1116,7 +1285,7 @@ spool_load_delivery(struct spool *sp, int64_t delivery_id)
     folded = sqlite3_column_int(st, 2);
     since = sqlite3_column_int64(st, 3);
   }
-  sqlite3_finalize(st);
+  spool_fin(st);
   if (event_id != 0)
     ev = spool_load_event(sp, event_id);
   if (ev == NULL) {
