@@ -7,7 +7,7 @@
 # per thumbnail and the peak memory one thumbnail adds. Then ImageMagick's
 # `convert -thumbnail 640x360` on the same file: once per process (as a
 # script calling it per alert would), and IM_BATCH images in one process
-# (start-up shared), and the same with `-define jpeg:size=1280x720`, the
+# (start-up shared), and the same with `-define jpeg:size=640x360`, the
 # hint that lets ImageMagick use libjpeg's scaled decoding too. Installs
 # Debian's imagemagick with apt-get when it is missing, and calls it by
 # its Debian path (a `convert` earlier in PATH may be something else).
@@ -85,19 +85,22 @@ def size(path):
                        timeout=60).stdout
   return out.strip()
 
-for tag, extra in (("im", []), ("im_hint", ["-define", "jpeg:size=1280x720"])):
+hint = ["-define", "jpeg:size=640x360"]
+for tag, extra in (("im", []), ("im_hint", hint)):
   out = os.path.join(tmp, tag + ".jpg")
   cmd = [convert] + extra + [src, "-thumbnail", "640x360", out]
   run(cmd)
   per = sorted(run(cmd) for _ in range(runs))
   print("%s_process_ms_median=%.2f %s_process_ms_min=%.2f output=%s"
         % (tag, statistics.median(per), tag, per[0], size(out)))
+  if tag == "im":
+    # Before any batch: the peak of one image's process.
+    print("im_single_max_rss_kb=%d" % resource.getrusage(
+        resource.RUSAGE_CHILDREN).ru_maxrss)
   outs = os.path.join(tmp, tag + "-%d.jpg")
   cmd = [convert] + extra + [src] * batch + ["-thumbnail", "640x360", outs]
   per = sorted(run(cmd) / batch for _ in range(max(3, runs // 10)))
   print("%s_batch_ms_per_image_median=%.2f" % (tag, statistics.median(per)))
-print("im_max_rss_kb=%d" % resource.getrusage(resource.RUSAGE_CHILDREN)
-      .ru_maxrss)
 EOF
 
 "$PY" - "$TMP/camgate.txt" "$TMP/im.txt" <<'EOF'
@@ -121,11 +124,11 @@ for tag, name in (("im", "convert"), ("im_hint", "convert + jpeg:size")):
   print("  %-18s %6.2f ms per process, %.2f ms per image in a batch "
         "(camgate %.1fx / %.1fx faster)" % (name, proc, batch, proc / cg,
                                            batch / cg))
-print("  peak extra heap per thumbnail: %d KB; the scaled decode is %d KB "
-      "as RGB (%d KB as camgate's YUV planes); ratio %.2f"
-      % (int(kv["heap_peak_extra_bytes"]) // 1024,
-         int(kv["scaled_rgb_bytes"]) // 1024,
-         int(kv["scaled_yuv_bytes"]) // 1024,
-         int(kv["heap_peak_extra_bytes"]) / int(kv["scaled_rgb_bytes"])))
-print("  convert max RSS: %d KB" % int(kv["im_max_rss_kb"]))
+peak = int(kv["heap_peak_extra_bytes"])
+rgb, yuv = int(kv["scaled_rgb_bytes"]), int(kv["scaled_yuv_bytes"])
+print("  peak extra heap per thumbnail: %d KB = %.2fx the scaled decode as "
+      "RGB (%d KB), %.2fx as camgate's YUV planes (%d KB)"
+      % (peak // 1024, peak / rgb, rgb // 1024, peak / yuv, yuv // 1024))
+print("  convert, one image per process: max RSS %d KB"
+      % int(kv["im_single_max_rss_kb"]))
 EOF

@@ -2342,6 +2342,19 @@ email_finish(struct loader *ld, struct backend_conf *bc, const char *path)
   }
 }
 
+/* Whether a URL names a user (and maybe a password) before its host:
+ * it would reach the logs with the URL. */
+static int
+url_has_userinfo(const char *url)
+{
+  const char *host = strstr(url, "//");
+
+  if (host == NULL)
+    return 0;
+  host += 2;
+  return memchr(host, '@', strcspn(host, "/?#")) != NULL;
+}
+
 /* ntfy's own priority, title, message and snapshot are the backend's
  * defaults for rules' actions (unless defaults: names them itself), so
  * a camera's defaults or a rule's action win over them. */
@@ -2373,6 +2386,11 @@ ntfy_finish(struct loader *ld, struct backend_conf *bc, const char *path)
       config_parse_snapshot(nc->snapshot, &nc->snapshot_w,
                             &nc->snapshot_h) < 0)
     nc->snapshot_w = nc->snapshot_h = -1;
+  if (nc->url && url_has_userinfo(nc->url)) {
+    path_join(sub, sizeof(sub), path, "url");
+    path_error(ld, sub, "expected a URL without user:password@ (use user "
+               "and password_file), found one with");
+  }
   if (nc->nactions > NTFY_MAX_ACTIONS) {
     path_join(sub, sizeof(sub), path, "actions");
     path_error(ld, sub, "expected at most %d actions (ntfy shows three), "

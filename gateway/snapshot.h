@@ -99,7 +99,9 @@ struct snapshot *snapshot_ref(struct snapshot *s);
 /* Drops a reference; frees at zero. NULL is fine. */
 void snapshot_unref(struct snapshot *s);
 
-/* Empties the cache (at shutdown, and for tests). */
+/* Empties the cache and frees the calling thread's scratch memory (the
+ * planes of its last thumbnail, kept to spare the next one the page
+ * faults): at shutdown, and for tests. */
 void snapshot_cache_clear(void);
 /* Entries and bytes the cache holds now. */
 void snapshot_cache_stats(size_t *entries, size_t *bytes);

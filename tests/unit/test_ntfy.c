@@ -379,7 +379,7 @@ test_msg_configured(void **state)
      W("http://nvr.lan/cam/{camera}"), NULL, NULL, 0},
     {NTFY_ACTION_HTTP, W("Siren \xe2\x80\x93 on"),
      W("http://hass.lan/api/siren"), NULL,
-     W("{\"camera\": \"{camera}\"}"), 1},
+     W("{{\"camera\": \"{camera}\"}}"), 1},
   };
   struct ntfy_conf nc = {0};
   struct cam_event *ev = sample_event();
@@ -667,6 +667,8 @@ test_config_errors(void **state)
                    "expected a known ntfy priority");
   expect_cfg_error("    topic: t\n    url: ftp://x\n",
                    "an http:// or https:// URL");
+  expect_cfg_error("    topic: t\n    url: https://phil:pw@ntfy.example\n",
+                   "url: expected a URL without user:password@");
   expect_cfg_error("    topic: t\n    token: tk_x\n    user: u\n"
                    "    password: p\n", "token: expected a token or a user "
                    "and password, found both");

@@ -689,6 +689,14 @@ test_cache_keeps_held_snapshot(void **state)
   free(j.data);
 }
 
+static int
+group_teardown(void **state)
+{
+  (void)state;
+  snapshot_cache_clear();
+  return 0;
+}
+
 int
 main(void)
 {
@@ -722,5 +730,5 @@ main(void)
   };
 
   log_set_level(LOGL_ERROR);
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return cmocka_run_group_tests(tests, NULL, group_teardown);
 }
