@@ -156,28 +156,6 @@ struct mqtt_msg {
 
 static pthread_once_t mqtt_lib_once = PTHREAD_ONCE_INIT;
 
-static char *mqtt_printf(const char *fmt, ...)
-  __attribute__((format(printf, 1, 2)));
-
-static char *
-mqtt_printf(const char *fmt, ...)
-{
-  va_list ap;
-  char *s;
-  int n;
-
-  va_start(ap, fmt);
-  n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (n < 0)
-    fatal("mqtt: cannot format a string");
-  s = xmalloc((size_t)n + 1);
-  va_start(ap, fmt);
-  vsnprintf(s, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  return s;
-}
-
 static const char *
 mqtt_prefix(const struct mqtt_conf *mc)
 {
@@ -226,7 +204,7 @@ mqtt_kind_slug(const char *kind)
 
   for (size_t i = 0; i < sizeof(mqtt_leaves) / sizeof(mqtt_leaves[0]); i++) {
     if (strcmp(s, mqtt_leaves[i]) == 0) {
-      p = mqtt_printf("kind_%s", s);
+      p = xasprintf("kind_%s", s);
       free(s);
       return p;
     }
@@ -399,7 +377,7 @@ mqtt_json_component(json_t *cmps, const char *p, const char *dev,
                     const char *key, const char *name)
 {
   json_t *c = json_object();
-  char *uid = mqtt_printf("%s_%s", dev, key);
+  char *uid = xasprintf("%s_%s", dev, key);
 
   mqtt_json_set(c, "p", p);
   mqtt_json_set(c, "name", name);
@@ -429,7 +407,7 @@ mqtt_json_kind(json_t *cmps, const struct mqtt_conf *mc, const char *dev,
 {
   char *kslug = mqtt_kind_slug(kind);
   char *title = mqtt_kind_title(kind);
-  char *topic = mqtt_printf("%s/%s/%s", mqtt_prefix(mc), cam_slug, kslug);
+  char *topic = xasprintf("%s/%s/%s", mqtt_prefix(mc), cam_slug, kslug);
   const char *cls = mqtt_device_class(kind);
   json_t *c = mqtt_json_component(cmps, "binary_sensor", dev, kslug, title);
 
@@ -449,7 +427,7 @@ mqtt_json_media(json_t *cmps, const struct mqtt_conf *mc, const char *dev,
                 size_t nkinds)
 {
   const char *p = mqtt_prefix(mc);
-  char *topic = mqtt_printf("%s/%s/snapshot", p, cam_slug);
+  char *topic = xasprintf("%s/%s/snapshot", p, cam_slug);
   json_t *c = mqtt_json_component(cmps, "image", dev, "snapshot",
                                   "Snapshot");
   json_t *types;
@@ -461,7 +439,7 @@ mqtt_json_media(json_t *cmps, const struct mqtt_conf *mc, const char *dev,
   /* HA refuses an event entity without event types; a camera that has
    * no kind yet gets one when its first event republishes this. */
   if (nkinds) {
-    topic = mqtt_printf("%s/%s/event", p, cam_slug);
+    topic = xasprintf("%s/%s/event", p, cam_slug);
     c = mqtt_json_component(cmps, "event", dev, "event", "Event");
     types = json_array();
     for (size_t i = 0; i < nkinds; i++)
@@ -473,7 +451,7 @@ mqtt_json_media(json_t *cmps, const struct mqtt_conf *mc, const char *dev,
     free(topic);
   }
 
-  topic = mqtt_printf("%s/%s/last_event", p, cam_slug);
+  topic = xasprintf("%s/%s/last_event", p, cam_slug);
   c = mqtt_json_component(cmps, "sensor", dev, "last_event", "Last event");
   mqtt_json_set(c, "state_topic", topic);
   mqtt_json_set(c, "device_class", "timestamp");
@@ -487,9 +465,9 @@ mqtt_discovery_json(const struct mqtt_conf *mc, const char *camera,
 {
   char *slug = mqtt_slug(camera);
   char *cid = mqtt_slug(mqtt_client_id(mc));
-  char *dev = mqtt_printf("camgate_%s", slug);
-  char *via = mqtt_printf("camgate_gateway_%s", cid);
-  char *status = mqtt_printf("%s/status", mqtt_prefix(mc));
+  char *dev = xasprintf("camgate_%s", slug);
+  char *via = xasprintf("camgate_gateway_%s", cid);
+  char *status = xasprintf("%s/status", mqtt_prefix(mc));
   json_t *root = json_object();
   json_t *cmps = json_object();
 
@@ -519,9 +497,9 @@ char *
 mqtt_gateway_json(const struct mqtt_conf *mc)
 {
   char *cid = mqtt_slug(mqtt_client_id(mc));
-  char *dev = mqtt_printf("camgate_gateway_%s", cid);
-  char *name = mqtt_printf("camgate %s", mqtt_client_id(mc));
-  char *status = mqtt_printf("%s/status", mqtt_prefix(mc));
+  char *dev = xasprintf("camgate_gateway_%s", cid);
+  char *name = xasprintf("camgate %s", mqtt_client_id(mc));
+  char *status = xasprintf("%s/status", mqtt_prefix(mc));
   json_t *root = json_object();
   json_t *cmps = json_object();
   json_t *c;
@@ -719,7 +697,7 @@ mqtt_announce(struct mqtt *m, struct mqtt_cam *cam, struct mqtt_dlv *d)
   for (size_t i = 0; i < cam->nkinds; i++)
     kinds[i] = cam->kinds[i].name;
   json = mqtt_discovery_json(m->mc, cam->id, cam->name, kinds, cam->nkinds);
-  topic = mqtt_printf("%s/device/%s/config", mqtt_disc_prefix(m->mc),
+  topic = xasprintf("%s/device/%s/config", mqtt_disc_prefix(m->mc),
                       cam->slug);
   rc = mqtt_pub_text(m, d, topic, json, 1);
   if (rc == MOSQ_ERR_SUCCESS)
@@ -734,7 +712,7 @@ static void
 mqtt_announce_all(struct mqtt *m)
 {
   char *cid = mqtt_slug(mqtt_client_id(m->mc));
-  char *topic = mqtt_printf("%s/device/camgate_gateway_%s/config",
+  char *topic = xasprintf("%s/device/camgate_gateway_%s/config",
                             mqtt_disc_prefix(m->mc), cid);
   char *json = mqtt_gateway_json(m->mc);
 
@@ -1257,8 +1235,8 @@ mqtt_open(const struct backend_conf *bc, const struct config *cfg,
   m->mc = mc;
   m->base = base;
   m->notify = n;
-  m->status_topic = mqtt_printf("%s/status", mqtt_prefix(mc));
-  m->ha_status_topic = mqtt_printf("%s/status", mqtt_disc_prefix(mc));
+  m->status_topic = xasprintf("%s/status", mqtt_prefix(mc));
+  m->ha_status_topic = xasprintf("%s/status", mqtt_disc_prefix(mc));
   m->timer = evtimer_new(base, mqtt_timer_cb, m);
   m->mosq = mosquitto_new(mqtt_client_id(mc), true, m);
   if (m->timer == NULL || m->mosq == NULL) {
@@ -1313,7 +1291,7 @@ mqtt_pub_state(struct mqtt *m, struct mqtt_dlv *d,
   if (k)
     k->last_id = ev->id;
   kslug = mqtt_kind_slug(kind);
-  topic = mqtt_printf("%s/%s/%s", mqtt_prefix(m->mc), cam_slug, kslug);
+  topic = xasprintf("%s/%s/%s", mqtt_prefix(m->mc), cam_slug, kslug);
   rc = mqtt_pub_text(m, d, topic, ev->state == EVENT_STOP ? "OFF" : "ON",
                      1);
   free(topic);
@@ -1326,7 +1304,7 @@ mqtt_pub_event(struct mqtt *m, struct mqtt_dlv *d,
                const struct cam_event *ev, const char *cam_slug)
 {
   char *json = mqtt_event_json(ev);
-  char *topic = mqtt_printf("%s/%s/event", mqtt_prefix(m->mc), cam_slug);
+  char *topic = xasprintf("%s/%s/event", mqtt_prefix(m->mc), cam_slug);
   int rc;
 
   rc = mqtt_pub_text(m, d, topic, json, 0);
@@ -1370,7 +1348,7 @@ mqtt_pub_media(struct mqtt *m, struct mqtt_dlv *d,
   char *topic;
   int rc;
 
-  topic = mqtt_printf("%s/%s/snapshot", p, cam_slug);
+  topic = xasprintf("%s/%s/snapshot", p, cam_slug);
   rc = mqtt_pub_snapshot(m, d, ev, topic);
   free(topic);
   if (rc != MOSQ_ERR_SUCCESS)
@@ -1379,7 +1357,7 @@ mqtt_pub_media(struct mqtt *m, struct mqtt_dlv *d,
    * the alert is the one to trust. */
   mqtt_format_time(ev->recv_time ? ev->recv_time : now_ms(), when,
                    sizeof(when));
-  topic = mqtt_printf("%s/%s/last_event", p, cam_slug);
+  topic = xasprintf("%s/%s/last_event", p, cam_slug);
   rc = mqtt_pub_text(m, d, topic, when, 1);
   free(topic);
   return rc;
@@ -1439,7 +1417,7 @@ mqtt_deliver_end(struct mqtt *m, struct mqtt_dlv *d,
   }
   slug = mqtt_slug(camera);
   kslug = mqtt_kind_slug(kind);
-  topic = mqtt_printf("%s/%s/%s", mqtt_prefix(m->mc), slug, kslug);
+  topic = xasprintf("%s/%s/%s", mqtt_prefix(m->mc), slug, kslug);
   rc = mqtt_pub_text(m, d, topic, "OFF", 1);
   free(topic);
   free(kslug);

@@ -78,28 +78,6 @@ static const struct {
 
 /* ---- the pure parts (ntfy.h) ---- */
 
-static char *ntfy_printf(const char *fmt, ...)
-  __attribute__((format(printf, 1, 2)));
-
-static char *
-ntfy_printf(const char *fmt, ...)
-{
-  va_list ap;
-  char *s;
-  int n;
-
-  va_start(ap, fmt);
-  n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (n < 0)
-    fatal("ntfy: cannot format a string");
-  s = xmalloc((size_t)n + 1);
-  va_start(ap, fmt);
-  vsnprintf(s, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  return s;
-}
-
 int
 ntfy_priority_parse(const char *s)
 {
@@ -322,7 +300,7 @@ ntfy_message(const struct ntfy_conf *nc, const struct action *act,
     return msg;
   /* The count of what was held back must survive the cut. */
   ntfy_cut(msg, NTFY_MESSAGE_MAX - strlen(folded) - 2);
-  s = ntfy_printf("%s\n\n%s", msg, folded);
+  s = xasprintf("%s\n\n%s", msg, folded);
   free(msg);
   return s;
 }
@@ -473,7 +451,7 @@ ntfy_filename(const struct cam_event *ev, const char *content_type)
   slug[n] = '\0';
   if (ms > 0 && gmtime_r(&sec, &tm))
     strftime(when, sizeof(when), "%Y%m%d-%H%M%S", &tm);
-  return ntfy_printf("%s-%s.%s", slug, when,
+  return xasprintf("%s-%s.%s", slug, when,
                      content_type && strcmp(content_type, "image/png") == 0
                        ? "png" : "jpg");
 }
@@ -487,14 +465,14 @@ ntfy_auth_header(const struct ntfy_conf *nc)
   size_t n;
 
   if (nc->token)
-    return ntfy_printf("Authorization: Bearer %s", nc->token);
+    return xasprintf("Authorization: Bearer %s", nc->token);
   if (nc->user == NULL || nc->password == NULL)
     return NULL;
-  pair = ntfy_printf("%s:%s", nc->user, nc->password);
+  pair = xasprintf("%s:%s", nc->user, nc->password);
   n = strlen(pair);
   b64 = xmalloc(4 * ((n + 2) / 3) + 1);
   EVP_EncodeBlock(b64, (const unsigned char *)pair, (int)n);
-  line = ntfy_printf("Authorization: Basic %s", b64);
+  line = xasprintf("Authorization: Basic %s", b64);
   explicit_bzero(b64, strlen((char *)b64));
   explicit_bzero(pair, n);
   free(b64);
@@ -510,7 +488,7 @@ ntfy_header_add(char **h, size_t *n, const char *name, const char *value)
   if (value == NULL || value[0] == '\0')
     return;
   v = ntfy_header_value(value);
-  h[(*n)++] = ntfy_printf("%s: %s", name, v);
+  h[(*n)++] = xasprintf("%s: %s", name, v);
   free(v);
 }
 
@@ -526,13 +504,13 @@ ntfy_headers(const struct ntfy_msg *m, const char *filename,
     ntfy_header_add(h, n, "Message", m->message);
     ntfy_header_add(h, n, "Filename", filename);
   }
-  h[(*n)++] = ntfy_printf("X-Priority: %d", m->priority);
+  h[(*n)++] = xasprintf("X-Priority: %d", m->priority);
   ntfy_header_add(h, n, "Tags", m->tags);
   ntfy_header_add(h, n, "Click", m->click);
   ntfy_header_add(h, n, "Icon", m->icon);
   ntfy_header_add(h, n, "Actions", m->actions);
   if (filename)
-    h[(*n)++] = ntfy_printf("Content-Type: %s", content_type
+    h[(*n)++] = xasprintf("Content-Type: %s", content_type
                                                   ? content_type
                                                   : "image/jpeg");
   else
@@ -1067,11 +1045,25 @@ ntfy_open(const struct backend_conf *bc, const struct config *cfg,
   len = strlen(nc->url);
   while (len > 0 && nc->url[len - 1] == '/')
     len--;
-  n->url = ntfy_printf("%.*s/%s", (int)len, nc->url, nc->topic);
+  n->url = xasprintf("%.*s/%s", (int)len, nc->url, nc->topic);
   n->auth = ntfy_auth_header(nc);
   log_info("ntfy", "backend=%s url=%s auth=%s msg=\"ready\"", n->name,
            n->url, nc->token ? "token" : n->auth ? "password" : "none");
   return n;
+}
+
+/* Rules and the time zone are read at each delivery: from the new config
+ * after a reload that kept this backend. */
+static void
+ntfy_reconfigure(void *b, const struct backend_conf *bc,
+                 const struct config *cfg)
+{
+  struct ntfy *n = b;
+
+  n->name = bc->name ? bc->name : "ntfy";
+  n->bc = bc;
+  n->nc = &bc->u.ntfy;
+  n->cfg = cfg;
 }
 
 const struct backend_ops ntfy_backend_ops = {
@@ -1081,4 +1073,5 @@ const struct backend_ops ntfy_backend_ops = {
   .deliver = ntfy_deliver,
   .idle = ntfy_idle,
   .close = ntfy_close,
+  .reconfigure = ntfy_reconfigure,
 };

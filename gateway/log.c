@@ -169,6 +169,25 @@ xstrdup(const char *s)
 }
 
 char *
+xasprintf(const char *fmt, ...)
+{
+  va_list ap;
+  char *s;
+  int n;
+
+  va_start(ap, fmt);
+  n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    fatal("cannot format a string from \"%s\"", fmt);
+  s = xmalloc((size_t)n + 1);
+  va_start(ap, fmt);
+  vsnprintf(s, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  return s;
+}
+
+char *
 xstrndup(const char *s, size_t n)
 {
   char *p = xmalloc(n + 1);
