@@ -28,6 +28,12 @@ typedef void (*deliver_done_fn)(void *ctx, enum deliver_status st,
                                 int next_phase, int64_t delay_ms,
                                 const char *error);
 
+/* The gateway's hook for a backend that needs a person: stores a notice
+ * (gateway/notice.h) of kind with title and text for every other
+ * configured backend. Runs on the loop thread; copies its strings. */
+typedef void (*backend_notice_fn)(void *arg, const char *kind,
+                                  const char *title, const char *text);
+
 struct backend_ops {
   const char *type;
   /* Returns the backend state, or NULL with a reason in err. bc and cfg
@@ -45,6 +51,15 @@ struct backend_ops {
   int (*idle)(void *b);
   /* Fails what is in flight with DELIVER_RETRY, then frees. */
   void (*close)(void *b);
+  /* Optional (NULL: the backend sends no notices). Called right after
+   * open() with the hook, valid until close(). */
+  void (*set_notice)(void *b, backend_notice_fn fn, void *arg);
+  /* Optional (NULL: the backend keeps using what open() had). After a
+   * reload that left the backend's conf unchanged: bc, equal to the one
+   * open() had, and cfg are the new config's; the old ones stay valid
+   * until close(). */
+  void (*reconfigure)(void *b, const struct backend_conf *bc,
+                      const struct config *cfg);
 };
 
 /* Returns the ops for a backend type. */
