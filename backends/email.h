@@ -25,17 +25,38 @@ char *email_expand(const char *tpl, const struct cam_event *ev,
 /* What one alert mail says: the subject and the text (with the
  * "+N more since HH:MM" note when ev->folded > 0 and a note for each
  * snapshot left out), and which attachments go along. */
+struct snapshot;
+
+/* How an attachment goes along (email_content.attach). */
+#define EMAIL_ATTACH_OUT 0      /* left out, named in the text */
+#define EMAIL_ATTACH_INLINE 1   /* in the message */
+#define EMAIL_ATTACH_UPLOAD 2   /* Graph: through an upload session */
+
+/* Graph takes attachments from 3 MB through upload sessions on a draft
+ * (createUploadSession, then PUTs of byte ranges), up to 150 MB each. */
+#define EMAIL_GRAPH_UPLOAD_MIN (3u * 1024 * 1024)
+#define EMAIL_GRAPH_UPLOAD_MAX (150u * 1024 * 1024)
+
 struct email_content {
   char *subject;
   char *text;
-  unsigned char *attach;    /* attach[i]: ev->att[i] goes along */
+  unsigned char *attach;    /* attach[i]: how ev->att[i] goes along */
+  struct snapshot **thumb;  /* thumb[i]: goes in its place; NULL: as is */
   size_t nattach;
 };
 
 /* Fills c for ev. Attachments go along, in order, while their encoded
- * size stays within budget bytes; the rest are named in the text. */
+ * size stays within budget bytes. A JPEG above ec->thumbnail_over, or
+ * one that would not fit the budget, goes as a thumbnail fitted into
+ * ec's snapshot box (gateway/snapshot.h), with a note in the text; what
+ * still does not fit is left out and named in the text. */
 void email_compose(const struct email_conf *ec, const struct cam_event *ev,
                    size_t budget, struct email_content *c);
+/* Sets *out to what goes along for ev->att[i]: the attachment or its
+ * thumbnail (pointers into ev and c, valid while both are). */
+void email_content_part(const struct email_content *c,
+                        const struct cam_event *ev, size_t i,
+                        struct attachment *out);
 void email_content_clear(struct email_content *c);
 
 /* Returns the RFC 5322 message for ev, with CRLF line ends and *len set:
@@ -46,9 +67,34 @@ void email_content_clear(struct email_content *c);
 char *email_build_message(const struct email_conf *ec,
                           const struct cam_event *ev, size_t *len);
 
+/* Mode forward: returns the camera's own message (ev->raw) with *len
+ * set, its body and every header field kept byte for byte except From,
+ * Sender, Reply-To, Return-Path, Bcc and X-Camgate-*: From becomes the
+ * configured mailbox, Reply-To the camera's envelope sender when
+ * reply_to_camera is on, X-Camgate-Event and -Camera are added, and so
+ * are Date and Message-ID when the camera sent none. With rcpt_headers
+ * (Graph, which has no envelope and sends to the header's recipients)
+ * To and Cc are the configured ones too, never the camera's. Returns
+ * NULL when the event has no raw message or it would exceed
+ * ec->max_size. */
+char *email_forward_message(const struct email_conf *ec,
+                            const struct cam_event *ev, int rcpt_headers,
+                            size_t *len);
+
 /* Returns the JSON body of a Graph sendMail request for ev, within
  * EMAIL_GRAPH_MAX bytes, with *len set. */
 char *email_graph_json(const struct email_conf *ec,
                        const struct cam_event *ev, size_t *len);
+
+/* Returns the JSON of a Graph draft (POST .../messages) for ev, with
+ * *len set, when some attachment is large enough for an upload session:
+ * those have c->attach[i] == EMAIL_ATTACH_UPLOAD and are not in the
+ * JSON; the caller clears c. Returns NULL (c cleared) when none is: then
+ * email_graph_json() and sendMail do. */
+char *email_graph_draft(const struct email_conf *ec,
+                        const struct cam_event *ev,
+                        struct email_content *c, size_t *len);
+/* Returns the createUploadSession request for attachment a. */
+char *email_graph_session_json(const struct attachment *a, size_t *len);
 
 #endif

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "gateway/log.h"
+#include "gateway/snapshot.h"
 #include "gateway/template.h"
 
 #define EMAIL_NOTE_LEN 256
@@ -71,12 +72,77 @@ email_b64_size(size_t n)
   return b + b / 76 * 2 + 512;   /* line ends and the part's headers */
 }
 
-void
-email_compose(const struct email_conf *ec, const struct cam_event *ev,
-              size_t budget, struct email_content *c)
+/* Returns a thumbnail of ev->att[i] that is smaller than the JPEG, or
+ * NULL (no box configured, not a usable JPEG, or no smaller). */
+static struct snapshot *
+email_thumbnail(const struct email_conf *ec, const struct cam_event *ev,
+                size_t i)
+{
+  const struct attachment *a = &ev->att[i];
+  struct snapshot *t;
+
+  if (ec->snapshot_w <= 0 && ec->snapshot_h <= 0)
+    return NULL;
+  if (a->content_type == NULL || strcmp(a->content_type, "image/jpeg"))
+    return NULL;
+  t = snapshot_get_attachment(ev, i, ec->snapshot_w, ec->snapshot_h,
+                              ec->quality);
+  if (t && t->len >= a->len) {
+    snapshot_unref(t);
+    t = NULL;
+  }
+  return t;
+}
+
+/* Decides for each attachment: as is, a thumbnail, through a Graph
+ * upload session (from upload_min bytes, 0: never), or left out. */
+static void
+email_compose_attach(const struct email_conf *ec,
+                     const struct cam_event *ev, size_t budget,
+                     size_t upload_min, struct email_content *c,
+                     GString *text)
+{
+  size_t used = EMAIL_OVERHEAD, uploads = 0;
+
+  for (size_t i = 0; ec->attach && i < ev->natt; i++) {
+    const struct attachment *a = &ev->att[i];
+    const char *name = a->name ? a->name : "attachment";
+    struct snapshot *t = NULL;
+    size_t need;
+
+    if (ec->thumbnail_over > 0 && a->len > ec->thumbnail_over)
+      t = email_thumbnail(ec, ev, i);
+    if (t == NULL && upload_min > 0 && a->len >= upload_min &&
+        a->len <= EMAIL_GRAPH_UPLOAD_MAX &&
+        used + uploads + a->len <= ec->max_size) {
+      c->attach[i] = EMAIL_ATTACH_UPLOAD;
+      uploads += a->len;
+      continue;
+    }
+    if (t == NULL && used + email_b64_size(a->len) > budget)
+      t = email_thumbnail(ec, ev, i);
+    need = email_b64_size(t ? t->len : a->len);
+    if (used + need <= budget) {
+      c->attach[i] = 1;
+      c->thumb[i] = t;
+      used += need;
+      if (t)
+        g_string_append_printf(text, "\n[%s (%zu bytes) sent as a %dx%d "
+                               "thumbnail (%zu bytes)]\n", name, a->len,
+                               t->width, t->height, t->len);
+      continue;
+    }
+    snapshot_unref(t);
+    g_string_append_printf(text, "\n[%s (%zu bytes) left out: the message "
+                           "would exceed the size limit]\n", name, a->len);
+  }
+}
+
+static void
+email_compose_ex(const struct email_conf *ec, const struct cam_event *ev,
+                 size_t budget, size_t upload_min, struct email_content *c)
 {
   GString *text;
-  size_t used = EMAIL_OVERHEAD;
   char *body;
 
   memset(c, 0, sizeof(*c));
@@ -98,29 +164,43 @@ email_compose(const struct email_conf *ec, const struct cam_event *ev,
   email_one_line(c->subject);
   c->nattach = ev->natt;
   c->attach = xcalloc(ev->natt ? ev->natt : 1, 1);
-  for (size_t i = 0; ec->attach && i < ev->natt; i++) {
-    size_t need = email_b64_size(ev->att[i].len);
-
-    if (used + need <= budget) {
-      c->attach[i] = 1;
-      used += need;
-      continue;
-    }
-    g_string_append_printf(text, "\n[%s (%zu bytes) left out: the message "
-                           "would exceed the size limit]\n",
-                           ev->att[i].name ? ev->att[i].name : "attachment",
-                           ev->att[i].len);
-  }
+  c->thumb = xcalloc(ev->natt ? ev->natt : 1, sizeof(*c->thumb));
+  email_compose_attach(ec, ev, budget, upload_min, c, text);
   c->text = email_utf8(text->str);
   g_string_free(text, TRUE);
 }
 
 void
+email_compose(const struct email_conf *ec, const struct cam_event *ev,
+              size_t budget, struct email_content *c)
+{
+  email_compose_ex(ec, ev, budget, 0, c);
+}
+
+void
+email_content_part(const struct email_content *c,
+                   const struct cam_event *ev, size_t i,
+                   struct attachment *out)
+{
+  const struct snapshot *t = c->thumb[i];
+
+  *out = ev->att[i];
+  if (t == NULL)
+    return;
+  out->content_type = (char *)t->content_type;
+  out->data = t->data;
+  out->len = t->len;
+}
+
+void
 email_content_clear(struct email_content *c)
 {
+  for (size_t i = 0; c->thumb && i < c->nattach; i++)
+    snapshot_unref(c->thumb[i]);
   free(c->subject);
   free(c->text);
   free(c->attach);
+  free(c->thumb);
   memset(c, 0, sizeof(*c));
 }
 
@@ -265,7 +345,7 @@ email_build_message(const struct email_conf *ec, const struct cam_event *ev,
   email_headers(msg, ec, ev, c.subject);
   text = email_text_part(c.text);
   for (size_t i = 0; i < c.nattach; i++)
-    natt += c.attach[i];
+    natt += c.attach[i] == EMAIL_ATTACH_INLINE;
   if (natt == 0) {
     g_mime_message_set_mime_part(msg, text);
   } else {
@@ -273,11 +353,13 @@ email_build_message(const struct email_conf *ec, const struct cam_event *ev,
 
     g_mime_multipart_add(mp, text);
     for (size_t i = 0; i < c.nattach; i++) {
+      struct attachment a;
       GMimeObject *part;
 
       if (!c.attach[i])
         continue;
-      part = email_attachment_part(&ev->att[i]);
+      email_content_part(&c, ev, i, &a);
+      part = email_attachment_part(&a);
       g_mime_multipart_add(mp, part);
       g_object_unref(part);
     }
@@ -288,6 +370,143 @@ email_build_message(const struct email_conf *ec, const struct cam_event *ev,
   r = email_serialize(msg, len);
   g_object_unref(msg);
   email_content_clear(&c);
+  return r;
+}
+
+/* Header fields of the camera's message that forward mode replaces or
+ * leaves out. */
+static const char *const email_fwd_drop[] = {
+  "From", "Sender", "Reply-To", "Return-Path", "Bcc", "X-Camgate-Event",
+  "X-Camgate-Camera", NULL
+};
+
+/* Whether the header field at p (its first line) is named name. */
+static int
+email_field_is(const char *p, size_t n, const char *name)
+{
+  size_t k = strlen(name);
+
+  return n > k && p[k] == ':' && g_ascii_strncasecmp(p, name, k) == 0;
+}
+
+static int
+email_fwd_dropped(const char *p, size_t n, int rcpt_headers)
+{
+  for (size_t i = 0; email_fwd_drop[i]; i++)
+    if (email_field_is(p, n, email_fwd_drop[i]))
+      return 1;
+  return rcpt_headers && (email_field_is(p, n, "To") ||
+                          email_field_is(p, n, "Cc"));
+}
+
+/* "To: a, b" from the config, or nothing when n is 0. */
+static void
+email_fwd_rcpts(GString *out, const char *field, char *const *v, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    g_string_append_printf(out, "%s%s", i ? ",\r\n " : field, v[i]);
+  if (n)
+    g_string_append(out, "\r\n");
+}
+
+/* The length of the header field at p: its first line and the folded
+ * lines after it. *end is set when p is the empty line ending the
+ * header (or the end of the message). */
+static size_t
+email_field_len(const char *p, size_t left, int *end)
+{
+  size_t n = 0;
+
+  *end = left == 0 || p[0] == '\n' || (p[0] == '\r' && left > 1 &&
+                                        p[1] == '\n');
+  while (n < left) {
+    const char *nl = memchr(p + n, '\n', left - n);
+
+    n = nl ? (size_t)(nl - p) + 1 : left;
+    if (*end || n >= left || (p[n] != ' ' && p[n] != '\t'))
+      break;
+  }
+  return n;
+}
+
+/* The fields forward mode puts first. */
+static void
+email_fwd_head(GString *out, const struct email_conf *ec,
+               const struct cam_event *ev, int rcpt_headers)
+{
+  InternetAddress *ia = internet_address_mailbox_new(ec->from_name,
+                                                     ec->from);
+  char *from = internet_address_to_string(ia, NULL, TRUE);
+  const char *reply = email_reply_to(ec, ev);
+
+  g_string_append_printf(out, "From: %s\r\n", from);
+  if (reply)
+    g_string_append_printf(out, "Reply-To: %s\r\n", reply);
+  g_string_append_printf(out, "X-Camgate-Event: %" PRId64 "\r\n", ev->id);
+  g_string_append_printf(out, "X-Camgate-Camera: %s\r\n", ev->camera);
+  if (rcpt_headers) {
+    email_fwd_rcpts(out, "To: ", ec->to, ec->nto);
+    email_fwd_rcpts(out, "Cc: ", ec->cc, ec->ncc);
+  }
+  g_free(from);
+  g_object_unref(ia);
+}
+
+/* Date and Message-ID, when the camera's header has none. */
+static void
+email_fwd_tail(GString *out, const struct email_conf *ec,
+               const struct cam_event *ev, int has_date, int has_id)
+{
+  if (!has_date) {
+    GDateTime *now = g_date_time_new_now_local();
+    char *date = g_mime_utils_header_format_date(now);
+
+    g_string_append_printf(out, "Date: %s\r\n", date);
+    g_free(date);
+    g_date_time_unref(now);
+  }
+  if (!has_id) {
+    char *id = email_message_id(ec, ev);
+
+    g_string_append_printf(out, "Message-ID: <%s>\r\n", id);
+    free(id);
+  }
+}
+
+char *
+email_forward_message(const struct email_conf *ec,
+                      const struct cam_event *ev, int rcpt_headers,
+                      size_t *len)
+{
+  const char *raw = (const char *)ev->raw;
+  size_t off = 0, n;
+  int end = 0, has_date = 0, has_id = 0;
+  GString *out;
+  char *r;
+
+  if (raw == NULL || ev->raw_len + EMAIL_OVERHEAD > ec->max_size)
+    return NULL;
+  out = g_string_sized_new(ev->raw_len + 512);
+  email_fwd_head(out, ec, ev, rcpt_headers);
+  while (off < ev->raw_len) {
+    n = email_field_len(raw + off, ev->raw_len - off, &end);
+    if (end)
+      break;
+    has_date |= email_field_is(raw + off, n, "Date");
+    has_id |= email_field_is(raw + off, n, "Message-ID");
+    if (!email_fwd_dropped(raw + off, n, rcpt_headers))
+      g_string_append_len(out, raw + off, (gssize)n);
+    off += n;
+  }
+  email_fwd_tail(out, ec, ev, has_date, has_id);
+  g_string_append(out, "\r\n");
+  if (end && off < ev->raw_len)
+    off += raw[off] == '\r' ? 2 : 1;    /* the empty line, ours now */
+  g_string_append_len(out, raw + off, (gssize)(ev->raw_len - off));
+  *len = out->len;
+  r = xmalloc(out->len + 1);
+  memcpy(r, out->str, out->len + 1);
+  g_string_free(out, TRUE);
   return r;
 }
 
@@ -322,20 +541,16 @@ email_json_attachment(const struct attachment *a)
   return o;
 }
 
-char *
-email_graph_json(const struct email_conf *ec, const struct cam_event *ev,
-                 size_t *len)
+/* The Graph message resource for ev as composed in c. */
+static json_t *
+email_graph_message(const struct email_conf *ec, const struct cam_event *ev,
+                    const struct email_content *c)
 {
-  size_t budget = ec->max_size < EMAIL_GRAPH_MAX ? ec->max_size
-                                                 : EMAIL_GRAPH_MAX;
   const char *reply = email_reply_to(ec, ev);
-  struct email_content c;
-  json_t *msg, *atts, *root;
-  char *r;
+  json_t *msg, *atts;
 
-  email_compose(ec, ev, budget, &c);
-  msg = json_pack("{s:s,s:{s:s,s:s},s:o}", "subject", c.subject, "body",
-                  "contentType", "Text", "content", c.text, "toRecipients",
+  msg = json_pack("{s:s,s:{s:s,s:s},s:o}", "subject", c->subject, "body",
+                  "contentType", "Text", "content", c->text, "toRecipients",
                   email_json_addrs(ec->to, ec->nto));
   if (msg == NULL)
     fatal("email: cannot build the Graph message");
@@ -346,16 +561,78 @@ email_graph_json(const struct email_conf *ec, const struct cam_event *ev,
     json_object_set_new(msg, "replyTo", email_json_addrs((char **)&reply,
                                                          1));
   atts = json_array();
-  for (size_t i = 0; i < c.nattach; i++)
-    if (c.attach[i])
-      json_array_append_new(atts, email_json_attachment(&ev->att[i]));
+  for (size_t i = 0; i < c->nattach; i++) {
+    struct attachment a;
+
+    if (c->attach[i] != EMAIL_ATTACH_INLINE)
+      continue;
+    email_content_part(c, ev, i, &a);
+    json_array_append_new(atts, email_json_attachment(&a));
+  }
   json_object_set_new(msg, "attachments", atts);
-  root = json_pack("{s:o,s:b}", "message", msg, "saveToSentItems", 0);
-  r = json_dumps(root, JSON_COMPACT);
+  return msg;
+}
+
+static char *
+email_json_out(json_t *root, size_t *len)
+{
+  char *r = json_dumps(root, JSON_COMPACT);
+
   if (r == NULL)
     fatal("email: cannot serialize the Graph message");
   *len = strlen(r);
   json_decref(root);
-  email_content_clear(&c);
   return r;
+}
+
+static size_t
+email_graph_budget(const struct email_conf *ec)
+{
+  return ec->max_size < EMAIL_GRAPH_MAX ? ec->max_size : EMAIL_GRAPH_MAX;
+}
+
+char *
+email_graph_json(const struct email_conf *ec, const struct cam_event *ev,
+                 size_t *len)
+{
+  struct email_content c;
+  json_t *root;
+
+  email_compose(ec, ev, email_graph_budget(ec), &c);
+  root = json_pack("{s:o,s:b}", "message", email_graph_message(ec, ev, &c),
+                   "saveToSentItems", 0);
+  email_content_clear(&c);
+  return email_json_out(root, len);
+}
+
+char *
+email_graph_draft(const struct email_conf *ec, const struct cam_event *ev,
+                  struct email_content *c, size_t *len)
+{
+  size_t n = 0;
+
+  email_compose_ex(ec, ev, email_graph_budget(ec), EMAIL_GRAPH_UPLOAD_MIN,
+                   c);
+  for (size_t i = 0; i < c->nattach; i++)
+    n += c->attach[i] == EMAIL_ATTACH_UPLOAD;
+  if (n == 0) {
+    email_content_clear(c);
+    return NULL;
+  }
+  return email_json_out(email_graph_message(ec, ev, c), len);
+}
+
+char *
+email_graph_session_json(const struct attachment *a, size_t *len)
+{
+  json_t *root = json_pack("{s:{s:s,s:s,s:I,s:s}}", "AttachmentItem",
+                           "attachmentType", "file", "name",
+                           a->name ? a->name : "snapshot", "size",
+                           (json_int_t)a->len, "contentType",
+                           a->content_type ? a->content_type
+                             : "application/octet-stream");
+
+  if (root == NULL)
+    fatal("email: cannot build the upload session request");
+  return email_json_out(root, len);
 }

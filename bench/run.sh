@@ -215,6 +215,7 @@ smtp:
   hostname: bench.example.net
   max_size: 64M
   max_sessions: 2000
+  max_sessions_per_address: 2000   # every bench session comes from 127.0.0.1
   idle_timeout: 5m
 cameras:
 EOF

@@ -15,6 +15,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -32,6 +33,9 @@
 #define PATH_LEN 256
 #define FOUND_LEN 96
 #define MAX_FIELDS 32
+#define BAD_PATHS 64      /* keys remembered as reported, for follow-ons */
+
+#define SMTP_PER_ADDRESS_DEFAULT 20
 
 #define DAY 86400LL
 #define KIB 1024LL
@@ -106,6 +110,11 @@ struct loader {
   size_t errsz;
   size_t errlen;
   int nerr;
+  /* Keys whose own value was reported: a check across keys says nothing
+   * more about them ("expected tls.key with tls.cert, found none" after
+   * "tls.key: expected a file only its owner can read" is wrong). */
+  char bad[BAD_PATHS][PATH_LEN];
+  size_t nbad;
 };
 
 /* One value being set: from the file (node) or from a default (text). */
@@ -141,6 +150,8 @@ load_verror(struct loader *ld, const yaml_mark_t *m, const char *path,
   int r;
 
   ld->nerr++;
+  if (ld->nbad < BAD_PATHS)
+    snprintf(ld->bad[ld->nbad++], PATH_LEN, "%s", path);
   if (ld->err == NULL || ld->errlen + 1 >= ld->errsz)
     return;
   vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -150,6 +161,19 @@ load_verror(struct loader *ld, const yaml_mark_t *m, const char *path,
                *path ? path : "(top)", msg);
   if (r > 0)
     ld->errlen += (size_t)r < left ? (size_t)r : left - 1;
+}
+
+/* Returns 1 when an error was already reported at path or path_file. */
+static int
+path_reported(const struct loader *ld, const char *path)
+{
+  size_t len = strlen(path);
+
+  for (size_t i = 0; i < ld->nbad; i++)
+    if (strncmp(ld->bad[i], path, len) == 0 &&
+        (ld->bad[i][len] == '\0' || strcmp(ld->bad[i] + len, "_file") == 0))
+      return 1;
+  return 0;
 }
 
 static void __attribute__((format(printf, 4, 5)))
@@ -1715,6 +1739,10 @@ static const struct choice email_transports[] = {
   {"smtp", EMAIL_SMTP}, {"smtp_xoauth2", EMAIL_SMTP_XOAUTH2},
   {"graph", EMAIL_GRAPH}, {NULL, 0}
 };
+static const struct choice email_modes[] = {
+  {"compose", EMAIL_MODE_COMPOSE}, {"forward", EMAIL_MODE_FORWARD},
+  {NULL, 0}
+};
 static const struct choice email_tls_modes[] = {
   {"starttls", EMAIL_TLS_STARTTLS}, {"implicit", EMAIL_TLS_IMPLICIT},
   {"none", EMAIL_TLS_NONE}, {NULL, 0}
@@ -1803,6 +1831,9 @@ static const struct field smtp_fields[] = {
    .max = KIB * KIB * KIB, .def = "32M"},
   {.key = "max_sessions", .type = FT_INT, .off = SM(max_sessions), .min = 1,
    .max = 100000, .def = "200"},
+  /* No default here: smtp_finish() gives 20, or max_sessions if lower. */
+  {.key = "max_sessions_per_address", .type = FT_INT,
+   .off = SM(max_sessions_per_address), .min = 1, .max = 100000},
   {.key = "idle_timeout", .type = FT_DURATION, .off = SM(idle_timeout),
    .min = 1, .max = DAY, .def = "5m"},
   {.key = "session_timeout", .type = FT_DURATION,
@@ -2007,6 +2038,8 @@ static const struct field email_fields[] = {
   {.key = "transport", .type = FT_ENUM, .off = EM(transport),
    .flags = F_REQUIRED, .choices = email_transports,
    .what = "e-mail transport"},
+  {.key = "mode", .type = FT_ENUM, .off = EM(mode), .def = "compose",
+   .choices = email_modes, .what = "e-mail mode"},
   {.key = "host", .type = FT_STRING, .off = EM(host),
    .check = check_mqtt_host},
   {.key = "port", .type = FT_INT, .off = EM(port), .min = 1, .max = 65535},
@@ -2038,6 +2071,12 @@ static const struct field email_fields[] = {
   {.key = "attach", .type = FT_BOOL, .off = EM(attach), .def = "true"},
   {.key = "max_size", .type = FT_SIZE, .off = EM(max_size), .min = 64 * KIB,
    .max = KIB * KIB * KIB, .def = "20M"},
+  {.key = "thumbnail_over", .type = FT_SIZE, .off = EM(thumbnail_over),
+   .min = 0, .max = KIB * KIB * KIB, .def = "0"},
+  {.key = "snapshot", .type = FT_STRING, .off = EM(snapshot),
+   .def = "640x480", .check = check_snapshot},
+  {.key = "quality", .type = FT_INT, .off = EM(quality), .min = 1,
+   .max = 100, .def = "75"},
   {.key = "timeout", .type = FT_DURATION, .off = EM(timeout), .min = 1,
    .max = 3600, .def = "60s"},
   {.key = "max_per_minute", .type = FT_INT, .off = EM(max_per_minute),
@@ -2190,7 +2229,19 @@ smtp_finish(struct loader *ld, void *obj, const char *path, size_t idx)
   struct smtp_conf *sc = obj;
   char host[256];
 
-  (void)ld, (void)path, (void)idx;
+  (void)idx;
+  if (sc->max_sessions_per_address == 0) {
+    sc->max_sessions_per_address =
+      sc->max_sessions < SMTP_PER_ADDRESS_DEFAULT
+        ? sc->max_sessions : SMTP_PER_ADDRESS_DEFAULT;
+  } else if (sc->max_sessions > 0 &&
+             sc->max_sessions_per_address > sc->max_sessions) {
+    char sub[PATH_LEN];
+
+    path_join(sub, sizeof(sub), path, "max_sessions_per_address");
+    path_error(ld, sub, "expected an integer from 1 to max_sessions (%d), "
+               "found %d", sc->max_sessions, sc->max_sessions_per_address);
+  }
   if (sc->hostname)
     return;
   if (gethostname(host, sizeof(host)) < 0 || host[0] == '\0')
@@ -2211,6 +2262,8 @@ camera_smtp_finish(struct loader *ld, void *obj, const char *path,
     return;
   path_join(sub, sizeof(sub), path,
             cc->smtp_user ? "password_hash" : "user");
+  if (path_reported(ld, sub))
+    return;
   path_error(ld, sub, "expected user and password_hash together, "
              "found only %s", cc->smtp_user ? "user" : "password_hash");
 }
@@ -2336,6 +2389,10 @@ email_finish(struct loader *ld, struct backend_conf *bc, const char *path)
     ec->user = xstrdup(ec->from);
   if (ec->mailbox == NULL && ec->from)
     ec->mailbox = xstrdup(ec->from);
+  if (ec->snapshot == NULL ||
+      config_parse_snapshot(ec->snapshot, &ec->snapshot_w,
+                            &ec->snapshot_h) < 0)
+    ec->snapshot_w = ec->snapshot_h = -1;
   if (ec->nto == 0) {
     path_join(sub, sizeof(sub), path, "to");
     path_error(ld, sub, "expected at least one recipient, found none");
@@ -2402,8 +2459,9 @@ ntfy_finish(struct loader *ld, struct backend_conf *bc, const char *path)
                "both");
   } else if (!nc->user != !nc->password) {
     path_join(sub, sizeof(sub), path, nc->user ? "password" : "user");
-    path_error(ld, sub, "expected user and password together, found only "
-               "%s", nc->user ? "user" : "password");
+    if (!path_reported(ld, sub))
+      path_error(ld, sub, "expected user and password together, found "
+                 "only %s", nc->user ? "user" : "password");
   }
   ntfy_defaults(bc);
 }
@@ -2533,11 +2591,14 @@ rule_backends_check(struct loader *ld, const struct config *cfg)
 static void
 tls_check(struct loader *ld, const struct config *cfg)
 {
-  if (cfg->tls.cert && cfg->tls.key == NULL)
+  if (cfg->tls.cert && cfg->tls.key == NULL &&
+      !path_reported(ld, "tls.key"))
     path_error(ld, "tls.key", "expected tls.key with tls.cert, found none");
-  if (cfg->tls.key && cfg->tls.cert == NULL)
+  if (cfg->tls.key && cfg->tls.cert == NULL &&
+      !path_reported(ld, "tls.cert"))
     path_error(ld, "tls.cert", "expected tls.cert with tls.key, found none");
-  if (cfg->smtp.listen_tls.host && cfg->tls.cert == NULL)
+  if (cfg->smtp.listen_tls.host && cfg->tls.cert == NULL &&
+      !path_reported(ld, "tls.cert"))
     path_error(ld, "smtp.listen_tls", "expected tls.cert and tls.key for "
                "implicit TLS, found no certificate");
 }
@@ -2809,6 +2870,10 @@ print_email(const struct backend_conf *bc, FILE *f)
             choice_name(email_tls_modes, ec->tls));
   fprintf(f, " from=%s", ec->from);
   print_list(f, "to", ec->to, ec->nto, "-");
+  fprintf(f, " mode=%s", choice_name(email_modes, ec->mode));
+  if (ec->thumbnail_over > 0)
+    fprintf(f, " thumbnail_over=%zu snapshot=%s", ec->thumbnail_over,
+            ec->snapshot ? ec->snapshot : "none");
   if (ec->transport == EMAIL_SMTP)
     fprintf(f, " user=%s password=%s\n", ec->user ? ec->user : "-",
             ec->password ? "(redacted)" : "-");
@@ -2902,6 +2967,93 @@ print_rule(const struct rule_conf *rc, FILE *f)
   fputs(rc->cont ? " (continue)\n" : "\n", f);
 }
 
+/* ---- warnings: valid, but probably not what was meant ---- */
+
+static int
+warn_empty(const struct config *cfg, FILE *f)
+{
+  int n = 0;
+
+  if (cfg->ncameras == 0 && ++n)
+    fprintf(f, "warning: %s: cameras: none configured; no camera can send "
+            "an alert\n", cfg->path);
+  if (cfg->nbackends == 0 && ++n)
+    fprintf(f, "warning: %s: backends: none configured; alerts are stored "
+            "but go nowhere\n", cfg->path);
+  if (cfg->nrules == 0 && ++n)
+    fprintf(f, "warning: %s: rules: none configured; alerts are stored "
+            "but go nowhere\n", cfg->path);
+  return n;
+}
+
+static int
+warn_allow_any(const struct config *cfg, FILE *f)
+{
+  int n = 0;
+
+  for (size_t i = 0; i < cfg->ncameras; i++) {
+    const struct camera_conf *cc = &cfg->cameras[i];
+
+    for (size_t j = 0; j < cc->nallow; j++) {
+      if (cc->allow[j].prefix != 0)
+        continue;
+      fprintf(f, "warning: %s: cameras[%zu].allow_from[%zu]: %s lets any "
+              "address send as camera %s without a password; list the "
+              "camera's own address or network\n", cfg->path, i, j,
+              cc->allow[j].family == AF_INET6 ? "::/0" : "0.0.0.0/0",
+              cc->id);
+      n++;
+    }
+  }
+  return n;
+}
+
+/* Returns 1 when some event's camera could match one of m's globs: a
+ * configured id does, or a camera with a channel pattern can mint ids. */
+static int
+camera_globs_reachable(const struct config *cfg, const struct match_list *m)
+{
+  if (m->n == 0)
+    return 1;
+  for (size_t i = 0; i < cfg->ncameras; i++) {
+    const struct camera_conf *cc = &cfg->cameras[i];
+
+    if (cc->channel_re)
+      return 1;
+    for (size_t j = 0; j < m->n; j++)
+      if (m->globs[j] && cc->id && fnmatch(m->globs[j], cc->id, 0) == 0)
+        return 1;
+  }
+  return 0;
+}
+
+static int
+warn_rule_cameras(const struct config *cfg, FILE *f)
+{
+  int n = 0;
+
+  for (size_t i = 0; i < cfg->nrules; i++) {
+    const struct rule_conf *rc = &cfg->rules[i];
+    char name[128];
+
+    if (camera_globs_reachable(cfg, &rc->camera))
+      continue;
+    fprintf(f, "warning: %s: rules[%zu].match.camera: rule %s matches no "
+            "configured camera id, so it never applies; check the id\n",
+            cfg->path, i, log_escape(name, sizeof(name), rc->name,
+                                    strlen(rc->name)));
+    n++;
+  }
+  return n;
+}
+
+int
+config_print_warnings(const struct config *cfg, FILE *f)
+{
+  return warn_empty(cfg, f) + warn_allow_any(cfg, f) +
+         warn_rule_cameras(cfg, f);
+}
+
 void
 config_print_summary(const struct config *cfg, FILE *f)
 {
@@ -2912,4 +3064,157 @@ config_print_summary(const struct config *cfg, FILE *f)
     print_backend(&cfg->backends[i], f);
   for (size_t i = 0; i < cfg->nrules; i++)
     print_rule(&cfg->rules[i], f);
+}
+
+/* ---- comparing backends (a reload keeps the unchanged ones) ---- */
+
+static int obj_equal(const struct schema *sc, const void *a, const void *b);
+
+static int
+str_equal(const char *a, const char *b)
+{
+  if (a == NULL || b == NULL)
+    return a == b;
+  return strcmp(a, b) == 0;
+}
+
+static int
+strv_equal(char *const *a, char *const *b, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    if (!str_equal(a[i], b[i]))
+      return 0;
+  return 1;
+}
+
+static int
+match_equal(const struct match_list *a, const struct match_list *b)
+{
+  return a->n == b->n && strv_equal(a->globs, b->globs, a->n);
+}
+
+static int
+regex_equal(GRegex *a, GRegex *b)
+{
+  if (a == NULL || b == NULL)
+    return a == b;
+  return strcmp(g_regex_get_pattern(a), g_regex_get_pattern(b)) == 0 &&
+         g_regex_get_compile_flags(a) == g_regex_get_compile_flags(b);
+}
+
+static int
+labels_equal(const struct label_match *a, const struct label_match *b,
+             size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    if (!str_equal(a[i].key, b[i].key) ||
+        !match_equal(&a[i].values, &b[i].values))
+      return 0;
+  return 1;
+}
+
+static int
+rule_backends_equal(const struct rule_conf *a, const struct rule_conf *b)
+{
+  if (a->nbackends != b->nbackends ||
+      !strv_equal(a->backends, b->backends, a->nbackends) ||
+      (a->actions == NULL) != (b->actions == NULL))
+    return 0;
+  for (size_t i = 0; a->actions && i < a->nbackends; i++)
+    if (!obj_equal(&action_schema, &a->actions[i], &b->actions[i]))
+      return 0;
+  return 1;
+}
+
+static int
+list_equal(const struct field *f, const char *a, const char *b, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    if (!obj_equal(f->sub, a + i * f->elem_size, b + i * f->elem_size))
+      return 0;
+  return 1;
+}
+
+/* Compares the value of f in the objects a and b as loaded. */
+static int
+field_equal(const struct field *f, const void *a, const void *b)
+{
+  const char *pa = (const char *)a + f->off;
+  const char *pb = (const char *)b + f->off;
+  size_t na = f->off_n ? *(const size_t *)((const char *)a + f->off_n) : 0;
+  size_t nb = f->off_n ? *(const size_t *)((const char *)b + f->off_n) : 0;
+
+  switch (f->type) {
+  case FT_STRING:
+    return str_equal(*(char *const *)pa, *(char *const *)pb);
+  case FT_INT:
+  case FT_BOOL:
+  case FT_DURATION:
+  case FT_ENUM:
+    return *(const int *)pa == *(const int *)pb;
+  case FT_SIZE:
+    return *(const size_t *)pa == *(const size_t *)pb;
+  case FT_ENDPOINT:
+    return str_equal(((const struct endpoint *)pa)->host,
+                     ((const struct endpoint *)pb)->host) &&
+           ((const struct endpoint *)pa)->port ==
+             ((const struct endpoint *)pb)->port;
+  case FT_REGEX:
+    return regex_equal(*(GRegex *const *)pa, *(GRegex *const *)pb);
+  case FT_STRLIST:
+    return na == nb && strv_equal(*(char **const *)pa, *(char **const *)pb,
+                                  na);
+  case FT_MATCH:
+    return match_equal((const void *)pa, (const void *)pb);
+  case FT_CIDRLIST:
+    return na == nb && (na == 0 ||
+                        memcmp(*(const struct cidr *const *)pa,
+                               *(const struct cidr *const *)pb,
+                               na * sizeof(struct cidr)) == 0);
+  case FT_MAP:
+    return obj_equal(f->sub, pa, pb);
+  case FT_LIST:
+    return na == nb && list_equal(f, *(char *const *)pa,
+                                  *(char *const *)pb, na);
+  case FT_LABELS:
+    return na == nb && labels_equal(*(const struct label_match *const *)pa,
+                                    *(const struct label_match *const *)pb,
+                                    na);
+  case FT_BACKENDS:
+    return rule_backends_equal(a, b);
+  }
+  return 0;
+}
+
+/* Walks the same tables as the loader, so a key added to a schema is
+ * compared without a change here; an action's `set` (which keys were
+ * given) is the one value that is not a key of its own. */
+static int
+obj_equal(const struct schema *sc, const void *a, const void *b)
+{
+  const struct schema *va = sc->variant ? sc->variant(a) : NULL;
+  const struct schema *vb = sc->variant ? sc->variant(b) : NULL;
+
+  for (const struct field *f = sc->fields; f->key; f++)
+    if (!field_equal(f, a, b))
+      return 0;
+  if (va != vb)
+    return 0;
+  for (const struct field *f = va ? va->fields : NULL; f && f->key; f++)
+    if (!field_equal(f, a, b))
+      return 0;
+  if (sc->finish == action_finish &&
+      ((const struct action_conf *)a)->set !=
+        ((const struct action_conf *)b)->set)
+    return 0;
+  return 1;
+}
+
+int
+config_backend_equal(const struct backend_conf *a,
+                     const struct backend_conf *b)
+{
+  if (a == NULL || b == NULL)
+    return a == b;
+  return obj_equal(&backend_schema, a, b);
 }

@@ -103,6 +103,7 @@ struct smtp_conf {
   char *hostname;           /* in the banner and EHLO reply */
   size_t max_size;          /* SIZE limit, bytes */
   int max_sessions;
+  int max_sessions_per_address; /* open sessions from one address */
   int idle_timeout;         /* seconds without a command */
   int session_timeout;      /* seconds for a whole session */
   int max_recipients;
@@ -137,6 +138,10 @@ struct mqtt_conf {
 /* E-mail onward (backends/email.c). */
 enum email_transport { EMAIL_SMTP, EMAIL_SMTP_XOAUTH2, EMAIL_GRAPH };
 enum email_tls { EMAIL_TLS_STARTTLS, EMAIL_TLS_IMPLICIT, EMAIL_TLS_NONE };
+enum email_mode {
+  EMAIL_MODE_COMPOSE,       /* a new mail from the event's fields */
+  EMAIL_MODE_FORWARD        /* the camera's own message, re-sent */
+};
 enum oauth_provider { OAUTH_MICROSOFT, OAUTH_GOOGLE };
 enum oauth_flow {
   OAUTH_FLOW_DEFAULT,       /* device (Microsoft), auth_code (Google) */
@@ -166,6 +171,7 @@ struct oauth_conf {
 
 struct email_conf {
   int transport;            /* enum email_transport */
+  int mode;                 /* enum email_mode */
   char *host;               /* SMTP server */
   int port;                 /* 587 (starttls), 465 (implicit), 25 */
   int tls;                  /* enum email_tls */
@@ -184,6 +190,11 @@ struct email_conf {
   char *time_zone;          /* IANA name for {time}; NULL: local */
   int attach;               /* attach snapshots */
   size_t max_size;          /* the provider's message size limit */
+  size_t thumbnail_over;    /* larger pictures go as thumbnails; 0: no */
+  char *snapshot;           /* the thumbnails' box, "640x480", as written */
+  int snapshot_w;           /* its box; 0 x 0 for full, -1 for none */
+  int snapshot_h;
+  int quality;              /* of thumbnails, 1..100 */
   int timeout;              /* seconds for one transfer */
   int max_per_minute;       /* sends a minute at most; 0: no cap */
   char *graph_url;          /* https://graph.microsoft.com/v1.0 */
@@ -334,9 +345,19 @@ const struct camera_conf *config_camera_by_addr(const struct config *cfg,
                                                 const struct sockaddr *sa);
 const struct backend_conf *config_backend(const struct config *cfg,
                                           const char *name);
+/* Returns 1 when a and b have the same type and every key of it the same
+ * value, secrets included (a reload keeps such a backend running). */
+int config_backend_equal(const struct backend_conf *a,
+                         const struct backend_conf *b);
 
 /* Returns 1 when sa is inside c. */
 int cidr_contains(const struct cidr *c, const struct sockaddr *sa);
+
+/* Prints to f one "warning: FILE: KEY: ..." line for each thing that is
+ * valid but probably a mistake (no cameras, backends or rules; an
+ * allow_from of every address; a rule no camera id can match). Returns
+ * how many. */
+int config_print_warnings(const struct config *cfg, FILE *f);
 
 /* Prints the one-line-per-item summary of `camgate check` to f. */
 void config_print_summary(const struct config *cfg, FILE *f);
@@ -360,6 +381,10 @@ void config_camera_limit(const struct config *cfg, const char *camera,
  * ("{camera}-{1}") fits it. NULL when none. */
 const struct camera_conf *config_camera_for(const struct config *cfg,
                                             const char *camera);
+
+/* Returns 1 when some backend re-sends the camera's own message (e-mail
+ * mode forward), so ingest keeps it with the event. */
+int config_keeps_raw(const struct config *cfg);
 
 /* The values of rules. Each returns 0, or -1 when s is not valid.
  * "10/h", "3/5m", "100/1d": *n per *per seconds. */

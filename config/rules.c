@@ -280,6 +280,16 @@ rule_action(const struct config *cfg, const char *rule, const char *backend,
 }
 
 int
+config_keeps_raw(const struct config *cfg)
+{
+  for (size_t i = 0; cfg && i < cfg->nbackends; i++)
+    if (cfg->backends[i].type == BACKEND_EMAIL &&
+        cfg->backends[i].u.email.mode == EMAIL_MODE_FORWARD)
+      return 1;
+  return 0;
+}
+
+int
 config_action(const struct config *cfg, const char *rule,
               const char *backend, const char *camera, struct action *out)
 {

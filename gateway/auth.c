@@ -1,8 +1,11 @@
 /* auth.c - see auth.h.
  *
- * Everything here runs on the main (event loop) thread only, so the success
+ * Everything here runs on the main (event loop) thread, so the success
  * cache, the throttle table and the crypt(3) work area are plain statics
- * with no locking. A caller on another thread would need a lock first. */
+ * with no locking. The one exception is the crypt(3) call of a check
+ * started with auth_check_start(): a worker thread runs it on a job that
+ * only it touches until it posts the job back through notify, each worker
+ * with its own work area. */
 #include "gateway/auth.h"
 
 #include <arpa/inet.h>
@@ -12,16 +15,20 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gateway/event.h"
 #include "gateway/log.h"
+#include "gateway/notify.h"
 
 #define AUTH_CACHE_SIZE 1024
 #define AUTH_THROTTLE_SIZE 4096
 #define AUTH_DIGEST_LEN 32
 #define AUTH_SECRET_LEN 32
+#define AUTH_WORKERS_MAX 4
 
 /* Checked against when the user is unknown, so that a wrong user costs the
  * same yescrypt work as a wrong password and the reply time does not tell
@@ -32,7 +39,7 @@ static const char auth_dummy_hash[] =
 /* libxcrypt's work area is 32 KiB; one static copy, wiped after each use
  * because it holds material derived from the password. */
 static struct crypt_data auth_crypt_data;
-static unsigned long auth_ncrypt;
+static atomic_ulong auth_ncrypt;
 
 /* Success cache: keyed digests only, so a memory dump gives neither the
  * passwords nor anything to test guesses against without the secret. */
@@ -65,25 +72,31 @@ auth_set_clock(int64_t (*fn)(void))
 unsigned long
 auth_crypt_calls(void)
 {
-  return auth_ncrypt;
+  return atomic_load(&auth_ncrypt);
 }
 
-/* Runs crypt(3) and compares its output with hash in constant time.
- * Returns 1 on a match. */
+/* Runs crypt(3) in the work area cd and compares its output with hash in
+ * constant time. Returns 1 on a match. */
 static int
-auth_crypt_matches(const char *password, const char *hash)
+auth_crypt_matches_in(const char *password, const char *hash,
+                      struct crypt_data *cd)
 {
   const char *out;
   size_t hlen = strlen(hash);
   int ok = 0;
 
-  auth_ncrypt++;
-  out = crypt_rn(password, hash, &auth_crypt_data,
-                 (int)sizeof(auth_crypt_data));
+  atomic_fetch_add(&auth_ncrypt, 1);
+  out = crypt_rn(password, hash, cd, (int)sizeof(*cd));
   if (out && strlen(out) == hlen && hlen > 0)
     ok = CRYPTO_memcmp(out, hash, hlen) == 0;
-  OPENSSL_cleanse(&auth_crypt_data, sizeof(auth_crypt_data));
+  OPENSSL_cleanse(cd, sizeof(*cd));
   return ok;
+}
+
+static int
+auth_crypt_matches(const char *password, const char *hash)
+{
+  return auth_crypt_matches_in(password, hash, &auth_crypt_data);
 }
 
 char *
@@ -97,7 +110,7 @@ auth_hash_password(const char *password)
   salt = crypt_gensalt_ra("$y$", 0, NULL, 0);
   if (salt == NULL)
     return NULL;
-  auth_ncrypt++;
+  atomic_fetch_add(&auth_ncrypt, 1);
   out = crypt_rn(password, salt, &auth_crypt_data,
                  (int)sizeof(auth_crypt_data));
   if (out)
@@ -375,4 +388,180 @@ auth_succeeded(const struct sockaddr *sa)
   t = auth_throttle_find(key);
   if (t)
     memset(t, 0, sizeof(*t));
+}
+
+/* ---- checks off the loop thread ---- */
+
+struct auth_job {
+  struct config *cfg;              /* ref: cam points into it */
+  const struct camera_conf *cam;   /* NULL: unknown user, dummy hash */
+  char *password;                  /* wiped by the worker after use */
+  char *hash;
+  unsigned char key[AUTH_DIGEST_LEN];
+  int have_key;
+  int ok;                          /* set by the worker */
+  auth_done_fn done;               /* NULL once cancelled */
+  void *arg;
+  struct auth_job *next;
+};
+
+struct auth_pool {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  pthread_t threads[AUTH_WORKERS_MAX];
+  int nthreads;
+  int stopping;
+  struct notify *notify;
+  struct auth_job *head;
+  struct auth_job *tail;
+};
+
+static struct auth_pool auth_pool = {
+  .lock = PTHREAD_MUTEX_INITIALIZER,
+  .cond = PTHREAD_COND_INITIALIZER,
+};
+
+static void
+auth_job_free(struct auth_job *job)
+{
+  if (job->password) {
+    OPENSSL_cleanse(job->password, strlen(job->password));
+    free(job->password);
+  }
+  free(job->hash);
+  OPENSSL_cleanse(job->key, sizeof(job->key));
+  config_unref(job->cfg);
+  free(job);
+}
+
+/* On the loop thread: the worker's verdict arrives. The success cache is
+ * filled here, never by a worker. */
+static void
+auth_job_finish(void *arg)
+{
+  struct auth_job *job = arg;
+  const struct camera_conf *cam = job->ok ? job->cam : NULL;
+
+  if (cam && job->have_key)
+    auth_cache_add(job->key);
+  if (job->done)
+    job->done(job->arg, cam);
+  auth_job_free(job);
+}
+
+static void *
+auth_worker(void *arg)
+{
+  struct crypt_data *cd = xcalloc(1, sizeof(*cd));
+
+  (void)arg;
+  pthread_mutex_lock(&auth_pool.lock);
+  for (;;) {
+    struct auth_job *job;
+
+    while (auth_pool.head == NULL && !auth_pool.stopping)
+      pthread_cond_wait(&auth_pool.cond, &auth_pool.lock);
+    if (auth_pool.stopping)
+      break;
+    job = auth_pool.head;
+    auth_pool.head = job->next;
+    if (auth_pool.head == NULL)
+      auth_pool.tail = NULL;
+    pthread_mutex_unlock(&auth_pool.lock);
+    job->ok = auth_crypt_matches_in(job->password, job->hash, cd);
+    OPENSSL_cleanse(job->password, strlen(job->password));
+    notify_post(auth_pool.notify, auth_job_finish, job);
+    pthread_mutex_lock(&auth_pool.lock);
+  }
+  pthread_mutex_unlock(&auth_pool.lock);
+  free(cd);
+  return NULL;
+}
+
+int
+auth_workers_start(struct notify *n, int nthreads)
+{
+  if (nthreads > AUTH_WORKERS_MAX)
+    nthreads = AUTH_WORKERS_MAX;
+  auth_pool.notify = n;
+  auth_pool.stopping = 0;
+  for (int i = 0; i < nthreads; i++) {
+    if (pthread_create(&auth_pool.threads[i], NULL, auth_worker, NULL) != 0)
+      break;
+    auth_pool.nthreads++;
+  }
+  return auth_pool.nthreads > 0 ? 0 : -1;
+}
+
+void
+auth_workers_stop(void)
+{
+  struct auth_job *job;
+
+  if (auth_pool.nthreads == 0)
+    return;
+  pthread_mutex_lock(&auth_pool.lock);
+  auth_pool.stopping = 1;
+  pthread_cond_broadcast(&auth_pool.cond);
+  pthread_mutex_unlock(&auth_pool.lock);
+  for (int i = 0; i < auth_pool.nthreads; i++)
+    pthread_join(auth_pool.threads[i], NULL);
+  auth_pool.nthreads = 0;
+  /* Checks never started: their sessions are gone or going, so they are
+   * answered as failures (a success could not be used any more). */
+  while ((job = auth_pool.head) != NULL) {
+    auth_pool.head = job->next;
+    if (job->done)
+      job->done(job->arg, NULL);
+    auth_job_free(job);
+  }
+  auth_pool.tail = NULL;
+  auth_pool.notify = NULL;
+}
+
+const struct camera_conf *
+auth_check_start(struct config *cfg, const char *user, const char *password,
+                 auth_done_fn done, void *arg, struct auth_job **jobp)
+{
+  const struct camera_conf *cam;
+  struct auth_job *job;
+
+  *jobp = NULL;
+  if (auth_pool.nthreads == 0 || cfg == NULL || user == NULL ||
+      password == NULL)
+    return auth_check(cfg, user, password);
+  job = xcalloc(1, sizeof(*job));
+  cam = auth_find_user(cfg, user);
+  if (cam) {
+    job->have_key = auth_cache_key(user, password, cam->smtp_password_hash,
+                                   job->key) == 0;
+    if (job->have_key && auth_cache_has(job->key)) {
+      OPENSSL_cleanse(job->key, sizeof(job->key));
+      free(job);
+      return cam;
+    }
+  }
+  job->cfg = config_ref(cfg);
+  job->cam = cam;
+  job->password = xstrdup(password);
+  job->hash = xstrdup(cam ? cam->smtp_password_hash : auth_dummy_hash);
+  job->done = done;
+  job->arg = arg;
+  pthread_mutex_lock(&auth_pool.lock);
+  if (auth_pool.tail)
+    auth_pool.tail->next = job;
+  else
+    auth_pool.head = job;
+  auth_pool.tail = job;
+  pthread_cond_signal(&auth_pool.cond);
+  pthread_mutex_unlock(&auth_pool.lock);
+  *jobp = job;
+  return NULL;
+}
+
+void
+auth_job_cancel(struct auth_job *job)
+{
+  if (job)
+    job->done = NULL;
 }

@@ -22,6 +22,29 @@ char *auth_hash_password(const char *password);
 const struct camera_conf *auth_check(const struct config *cfg,
                                      const char *user, const char *password);
 
+/* Password checks off the loop thread. auth_workers_start() starts
+ * nthreads workers (at most 4) that post their verdicts through n;
+ * auth_workers_stop() joins them and must run before n is freed. Returns
+ * 0, or -1 when no thread could start (checks then run inline). */
+struct notify;
+struct auth_job;
+typedef void (*auth_done_fn)(void *arg, const struct camera_conf *cam);
+int auth_workers_start(struct notify *n, int nthreads);
+void auth_workers_stop(void);
+
+/* Like auth_check(), without blocking the loop. A success cache hit, or a
+ * call without workers, answers here: the camera or NULL, *jobp NULL.
+ * Otherwise returns NULL with *jobp set, and done(arg, cam) runs later on
+ * the loop thread, with the camera or NULL, unless auth_job_cancel(*jobp)
+ * comes first. The job holds a reference to cfg; it frees itself. */
+const struct camera_conf *auth_check_start(struct config *cfg,
+                                           const char *user,
+                                           const char *password,
+                                           auth_done_fn done, void *arg,
+                                           struct auth_job **jobp);
+/* Loop thread only; job may no longer be used after. NULL is fine. */
+void auth_job_cancel(struct auth_job *job);
+
 /* Drops the success cache (on config reload). */
 void auth_cache_clear(void);
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gateway/auth.h"
 #include "gateway/delivery.h"
 #include "gateway/log.h"
 #include "gateway/notify.h"
@@ -17,6 +18,7 @@
 
 #define DAEMON_PRUNE_S 60
 #define DAEMON_STOP_POLL_MS 50
+#define DAEMON_AUTH_WORKERS 2
 
 struct daemon {
   struct event_base *base;
@@ -145,6 +147,11 @@ daemon_start(struct daemon *d)
   struct timeval prune = {DAEMON_PRUNE_S, 0};
 
   d->notify = notify_new(d->base);
+  /* yescrypt costs tens of milliseconds a check: on the loop, a burst of
+   * wrong passwords would stall every session. */
+  if (auth_workers_start(d->notify, DAEMON_AUTH_WORKERS) != 0)
+    log_warn("main", "msg=\"no password check threads; checks run on the "
+             "event loop\"");
   d->spool = spool_open(d->cfg->spool_path, d->notify, err, sizeof(err));
   if (d->spool == NULL) {
     log_error("main", "spool=%s error=\"%s\"", d->cfg->spool_path, err);
@@ -186,6 +193,7 @@ static void
 daemon_stop(struct daemon *d)
 {
   smtp_server_free(d->smtp);
+  auth_workers_stop();
   if (d->delivery)
     delivery_close(d->delivery);
   spool_close(d->spool);

@@ -9,6 +9,7 @@
 #include "backends/backend.h"
 #include "gateway/event.h"
 #include "gateway/log.h"
+#include "gateway/notice.h"
 #include "gateway/spool.h"
 
 #define DELIVERY_BATCH 64
@@ -28,6 +29,7 @@ struct bk {
   struct delivery_sched *ds;
   char *name;
   struct config *cfg;         /* the config bc points into */
+  struct config *open_cfg;    /* the config state was opened with */
   const struct backend_conf *bc;
   const struct backend_ops *ops;
   void *state;                /* NULL when it could not open or closed */
@@ -221,6 +223,27 @@ bk_dispatch(struct bk *bk)
   bk_arm(bk, spool_next_due(bk->ds->spool, bk->name) - now_ms());
 }
 
+static void
+bk_notice_stored(void *arg, int ok, int64_t event_id)
+{
+  struct delivery_sched *ds = arg;
+
+  log_info("delivery", "event=%" PRId64 " stored=%d msg=\"notice\"",
+           event_id, ok);
+  if (ok && !ds->closed)
+    delivery_kick(ds);
+}
+
+/* A backend's notice for the others (backend.h, gateway/notice.h). */
+static void
+bk_notice(void *arg, const char *kind, const char *title, const char *text)
+{
+  struct bk *bk = arg;
+
+  notice_send(bk->ds->spool, bk->cfg, bk->name, kind, title, text,
+              bk_notice_stored, bk->ds);
+}
+
 static struct bk *
 bk_open(struct delivery_sched *ds, const struct backend_conf *bc)
 {
@@ -230,6 +253,7 @@ bk_open(struct delivery_sched *ds, const struct backend_conf *bc)
   bk->ds = ds;
   bk->name = xstrdup(bc->name);
   bk->cfg = config_ref(ds->cfg);
+  bk->open_cfg = config_ref(ds->cfg);
   bk->bc = bc;
   bk->ops = backend_ops_for(bc->type);
   bk->timer = evtimer_new(ds->base, bk_timer_cb, bk);
@@ -242,6 +266,8 @@ bk_open(struct delivery_sched *ds, const struct backend_conf *bc)
               err[0] ? err : "unknown backend type");
   else
     bk_arm(bk, 0);
+  if (bk->state && bk->ops->set_notice)
+    bk->ops->set_notice(bk->state, bk_notice, bk);
   return bk;
 }
 
@@ -293,13 +319,82 @@ delivery_retire_all(struct delivery_sched *ds)
   }
 }
 
+/* Moves a running backend whose conf the new config did not change over
+ * to that config. The backend's own state still holds pointers into the
+ * config it was opened with (its backend_conf, strings such as the MQTT
+ * client id, the config's path, the cameras it announced), so that config
+ * stays alive through bk->open_cfg until the backend closes: reopening
+ * only to swap pointers would drop the broker session, and Home Assistant
+ * would see camgate go offline. bk->bc and bk->cfg, which the scheduler
+ * reads (retry settings, notices), follow the new config; a backend that
+ * reads the config at delivery time is pointed at it by reconfigure(). */
+static void
+bk_keep(struct bk *bk, struct config *cfg, const struct backend_conf *bc)
+{
+  config_unref(bk->cfg);
+  bk->cfg = config_ref(cfg);
+  bk->bc = bc;
+  if (bk->ops->reconfigure)
+    bk->ops->reconfigure(bk->state, bc, cfg);
+  log_info("delivery", "backend=%s msg=\"unchanged by the reload; kept "
+           "running\"", bk->name);
+}
+
+/* Closes every current backend that cfg removes or changes, or that is
+ * not running (it gets a new try), before any new one opens: a changed
+ * MQTT backend must leave the broker before its successor, which may use
+ * the same client id, arrives. Returns the backends kept, in old order. */
+static struct bk *
+delivery_retire_changed(struct delivery_sched *ds, struct config *cfg)
+{
+  struct bk *kept = NULL;
+  struct bk **tail = &kept;
+
+  while (ds->bks) {
+    struct bk *bk = ds->bks;
+    const struct backend_conf *bc = config_backend(cfg, bk->name);
+
+    ds->bks = bk->next;
+    bk->next = NULL;
+    if (bk->state && bc && config_backend_equal(bk->bc, bc)) {
+      *tail = bk;
+      tail = &bk->next;
+      continue;
+    }
+    bk_close(bk);
+    bk->next = ds->retired;
+    ds->retired = bk;
+  }
+  return kept;
+}
+
 void
 delivery_reload(struct delivery_sched *ds, struct config *cfg)
 {
-  delivery_retire_all(ds);
+  struct bk *kept = delivery_retire_changed(ds, cfg);
+  struct bk **tail = &ds->bks;
+
   config_unref(ds->cfg);
   ds->cfg = config_ref(cfg);
-  delivery_open_all(ds);
+  for (size_t i = 0; i < cfg->nbackends; i++) {
+    const struct backend_conf *bc = &cfg->backends[i];
+    struct bk **pp = &kept;
+    struct bk *bk;
+
+    while (*pp && strcmp((*pp)->name, bc->name) != 0)
+      pp = &(*pp)->next;
+    bk = *pp;
+    if (bk) {
+      *pp = bk->next;
+      bk->next = NULL;
+      bk_keep(bk, cfg, bc);
+      bk_dispatch(bk);
+    } else {
+      bk = bk_open(ds, bc);
+    }
+    *tail = bk;
+    tail = &bk->next;
+  }
 }
 
 void
@@ -339,6 +434,7 @@ bk_free(struct bk *bk)
   }
   event_free(bk->timer);
   config_unref(bk->cfg);
+  config_unref(bk->open_cfg);
   free(bk->name);
   free(bk);
 }

@@ -1,6 +1,7 @@
 /* event.c - see event.h. */
 #include "gateway/event.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -39,6 +40,7 @@ cam_event_free(struct cam_event *ev)
     free(ev->labels[i].value);
   }
   free(ev->labels);
+  free(ev->raw);
   free(ev);
 }
 
@@ -84,6 +86,46 @@ cam_event_add_label(struct cam_event *ev, const char *key, const char *value)
   ev->labels[ev->nlabels].key = xstrdup(key);
   ev->labels[ev->nlabels].value = xstrdup(value ? value : "");
   ev->nlabels++;
+}
+
+void
+cam_event_set_raw(struct cam_event *ev, const void *data, size_t len)
+{
+  free(ev->raw);
+  ev->raw = xmalloc(len ? len : 1);
+  if (len)
+    memcpy(ev->raw, data, len);
+  ev->raw_len = len;
+}
+
+int
+cam_event_set_raw_file(struct cam_event *ev, const char *path, size_t max)
+{
+  FILE *f = fopen(path, "rbe");
+  long size;
+  size_t n = 0;
+
+  free(ev->raw);
+  ev->raw = NULL;
+  ev->raw_len = 0;
+  if (f == NULL)
+    return -1;
+  if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 ||
+      (size_t)size > max || fseek(f, 0, SEEK_SET) != 0) {
+    fclose(f);
+    return -1;
+  }
+  ev->raw = xmalloc(size ? (size_t)size : 1);
+  if (size > 0)
+    n = fread(ev->raw, 1, (size_t)size, f);
+  fclose(f);
+  if (n != (size_t)size) {
+    free(ev->raw);
+    ev->raw = NULL;
+    return -1;
+  }
+  ev->raw_len = n;
+  return 0;
 }
 
 const char *

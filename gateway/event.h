@@ -39,6 +39,10 @@ struct cam_event {
   size_t natt;
   struct label *labels;
   size_t nlabels;
+  /* The message as the camera sent it (CRLF lines), kept only while a
+   * backend re-sends it as it is (e-mail mode forward); else NULL. */
+  unsigned char *raw;
+  size_t raw_len;
   /* Filled by the delivery scheduler for the backend at hand. */
   char *rule;             /* name of the rule that sent it there */
   int folded;             /* later events held back by rate limits and
@@ -63,6 +67,12 @@ void cam_event_add_attachment_owned(struct cam_event *ev, const char *name,
                                 const char *content_type,
                                 unsigned char *data, size_t len);
 void cam_event_add_label(struct cam_event *ev, const char *key, const char *value);
+/* Replaces ev->raw with a copy of len bytes of data. */
+void cam_event_set_raw(struct cam_event *ev, const void *data, size_t len);
+/* Replaces ev->raw with the file at path (at most max bytes). Returns 0,
+ * or -1 (ev->raw unset) when it cannot be read or is larger. */
+int cam_event_set_raw_file(struct cam_event *ev, const char *path,
+                           size_t max);
 /* Returns the value of the first label named key, or NULL. */
 const char *cam_event_label(const struct cam_event *ev, const char *key);
 

@@ -183,6 +183,7 @@ cmd_check(const char *path)
     SSL_CTX_free(ctx);
   }
   config_print_summary(cfg, stdout);
+  config_print_warnings(cfg, stdout);
   check_tokens(cfg, path);
   printf("config %s ok\n", path);
   config_unref(cfg);

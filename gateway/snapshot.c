@@ -28,6 +28,7 @@
 #define SNAP_ERR_LEN 160
 #define SNAP_SCRATCH_MAX (8u * 1024 * 1024)
 #define SNAP_PNG_SIG "\x89PNG\r\n\x1a\n"
+#define SNAP_FIRST SIZE_MAX
 
 /* One axis of a resize: destination i is the weighted sum of the taps
  * source pixels from start[i], with weights w[i * taps ..] adding up to
@@ -45,6 +46,7 @@ struct snap_entry {
   int box_w;
   int box_h;
   int quality;
+  size_t att;               /* SNAP_FIRST: the first usable picture */
   struct snapshot *snap;    /* NULL: no usable picture */
   uint64_t used;
 };
@@ -707,28 +709,47 @@ snap_log_bad(const struct cam_event *ev, const struct attachment *a,
            cam, name, a->len, why);
 }
 
-/* The first usable picture of ev, fitted into the box. */
+/* Attachment a fitted into the box, or NULL (logged) when unusable or
+ * not a picture. */
 static struct snapshot *
-snap_make(const struct cam_event *ev, int box_w, int box_h, int quality)
+snap_from_att(const struct cam_event *ev, const struct attachment *a,
+              int box_w, int box_h, int quality)
 {
-  for (size_t i = 0; i < ev->natt; i++) {
-    const struct attachment *a = &ev->att[i];
-    char err[SNAP_ERR_LEN] = "";
-    struct snapshot *s;
+  char err[SNAP_ERR_LEN] = "";
+  struct snapshot *s;
 
-    if (strcmp(a->content_type, "image/jpeg") == 0)
-      s = snap_from_jpeg(a, box_w, box_h, quality, err, sizeof(err));
-    else if (strcmp(a->content_type, "image/png") == 0)
-      s = snap_from_png(a, err, sizeof(err));
-    else
-      continue;
-    if (s) {
-      log_debug("snapshot", "event=%" PRId64 " from=%dx%d to=%dx%d "
-                "bytes=%zu", ev->id, s->src_width, s->src_height, s->width,
-                s->height, s->len);
-      return s;
-    }
+  if (strcmp(a->content_type, "image/jpeg") == 0)
+    s = snap_from_jpeg(a, box_w, box_h, quality, err, sizeof(err));
+  else if (strcmp(a->content_type, "image/png") == 0)
+    s = snap_from_png(a, err, sizeof(err));
+  else
+    return NULL;
+  if (s == NULL) {
     snap_log_bad(ev, a, err);
+    return NULL;
+  }
+  log_debug("snapshot", "event=%" PRId64 " from=%dx%d to=%dx%d bytes=%zu",
+            ev->id, s->src_width, s->src_height, s->width, s->height,
+            s->len);
+  return s;
+}
+
+/* Attachment att of ev (SNAP_FIRST: the first usable picture), fitted
+ * into the box. */
+static struct snapshot *
+snap_make(const struct cam_event *ev, size_t att, int box_w, int box_h,
+          int quality)
+{
+  if (att != SNAP_FIRST)
+    return att < ev->natt ? snap_from_att(ev, &ev->att[att], box_w, box_h,
+                                          quality)
+                          : NULL;
+  for (size_t i = 0; i < ev->natt; i++) {
+    struct snapshot *s = snap_from_att(ev, &ev->att[i], box_w, box_h,
+                                       quality);
+
+    if (s)
+      return s;
   }
   return NULL;
 }
@@ -762,8 +783,8 @@ snap_evict(size_t i)
 
 /* Under snap_lock. */
 static void
-snap_insert(const struct cam_event *ev, int box_w, int box_h, int quality,
-            struct snapshot *s)
+snap_insert(const struct cam_event *ev, size_t att, int box_w, int box_h,
+            int quality, struct snapshot *s)
 {
   size_t len = s ? s->len : 0;
   struct snap_entry *e;
@@ -785,6 +806,7 @@ snap_insert(const struct cam_event *ev, int box_w, int box_h, int quality,
   e->box_w = box_w;
   e->box_h = box_h;
   e->quality = quality;
+  e->att = att;
   e->snap = s;
   e->used = ++snap_tick;
   if (s) {
@@ -795,13 +817,15 @@ snap_insert(const struct cam_event *ev, int box_w, int box_h, int quality,
 
 /* Under snap_lock. Returns the entry, or NULL. */
 static struct snap_entry *
-snap_lookup(const struct cam_event *ev, int box_w, int box_h, int quality)
+snap_lookup(const struct cam_event *ev, size_t att, int box_w, int box_h,
+            int quality)
 {
   for (size_t i = 0; i < snap_n; i++) {
     struct snap_entry *e = &snap_cache[i];
 
     if (e->ev_id == ev->id && e->recv_time == ev->recv_time &&
-        e->box_w == box_w && e->box_h == box_h && e->quality == quality) {
+        e->box_w == box_w && e->box_h == box_h && e->quality == quality &&
+        e->att == att) {
       e->used = ++snap_tick;
       return e;
     }
@@ -809,8 +833,9 @@ snap_lookup(const struct cam_event *ev, int box_w, int box_h, int quality)
   return NULL;
 }
 
-struct snapshot *
-snapshot_get(const struct cam_event *ev, int box_w, int box_h, int quality)
+static struct snapshot *
+snap_get(const struct cam_event *ev, size_t att, int box_w, int box_h,
+         int quality)
 {
   struct snap_entry *e;
   struct snapshot *s;
@@ -822,7 +847,7 @@ snapshot_get(const struct cam_event *ev, int box_w, int box_h, int quality)
   if (box_w == 0 && box_h == 0)
     quality = 0;
   pthread_mutex_lock(&snap_lock);
-  e = ev->id ? snap_lookup(ev, box_w, box_h, quality) : NULL;
+  e = ev->id ? snap_lookup(ev, att, box_w, box_h, quality) : NULL;
   if (e) {
     s = e->snap;
     if (s)
@@ -832,11 +857,26 @@ snapshot_get(const struct cam_event *ev, int box_w, int box_h, int quality)
   }
   /* Made under the lock: two backends asking at once wait for one
    * thumbnail instead of making two. */
-  s = snap_make(ev, box_w, box_h, quality);
+  s = snap_make(ev, att, box_w, box_h, quality);
   if (ev->id)
-    snap_insert(ev, box_w, box_h, quality, s);
+    snap_insert(ev, att, box_w, box_h, quality, s);
   pthread_mutex_unlock(&snap_lock);
   return s;
+}
+
+struct snapshot *
+snapshot_get(const struct cam_event *ev, int box_w, int box_h, int quality)
+{
+  return snap_get(ev, SNAP_FIRST, box_w, box_h, quality);
+}
+
+struct snapshot *
+snapshot_get_attachment(const struct cam_event *ev, size_t i, int box_w,
+                        int box_h, int quality)
+{
+  if (i >= ev->natt)
+    return NULL;
+  return snap_get(ev, i, box_w, box_h, quality);
 }
 
 struct snapshot *

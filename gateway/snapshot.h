@@ -16,7 +16,8 @@
  *
  * Results are kept in a small in-memory cache (SNAPSHOT_CACHE_ENTRIES
  * entries, SNAPSHOT_CACHE_BYTES bytes, least recently used out first)
- * keyed by event id, receive time, box and quality, so a thumbnail is
+ * keyed by event id, receive time, box, quality (and attachment, for
+ * snapshot_get_attachment()), so a thumbnail is
  * made once per event and size however many backends ask for it, and
  * also across a delivery's retries. "No usable picture" is cached too. */
 #ifndef CAMGATE_SNAPSHOT_H
@@ -94,6 +95,13 @@ int snapshot_png_info(const unsigned char *png, size_t len, int *w, int *h,
  * may call it; the cache has its own lock. */
 struct snapshot *snapshot_get(const struct cam_event *ev, int box_w,
                               int box_h, int quality);
+
+/* The same for attachment i of ev only (the e-mail backend thumbnails
+ * each large picture it attaches): NULL when i is not a usable JPEG or
+ * PNG. Cached apart from snapshot_get()'s entries. */
+struct snapshot *snapshot_get_attachment(const struct cam_event *ev,
+                                         size_t i, int box_w, int box_h,
+                                         int quality);
 
 struct snapshot *snapshot_ref(struct snapshot *s);
 /* Drops a reference; frees at zero. NULL is fine. */

@@ -26,6 +26,7 @@
 
 /* Attachments larger than this go to a file beside the database. */
 #define SPOOL_INLINE_MAX (1024 * 1024)
+#define SPOOL_RAW_SEQ (-1)     /* attachments.seq of the camera's message */
 /* Rate-limit state untouched this long is forgotten: longer than any
  * cooldown, bucket period or day it could still matter for. */
 #define SPOOL_RL_KEEP_MS (31LL * 86400 * 1000)
@@ -277,38 +278,56 @@ bind_text(sqlite3_stmt *st, int i, const char *s)
     sqlite3_bind_null(st, i);
 }
 
+/* One attachments row; seq SPOOL_RAW_SEQ is the camera's own message
+ * (ev->raw), whose file takes the name after the last attachment's. */
+static int
+spool_insert_attachment(struct spool *sp, sqlite3_stmt *st, int64_t id,
+                        int64_t seq, size_t file_seq,
+                        const struct attachment *a)
+{
+  sqlite3_reset(st);
+  sqlite3_bind_int64(st, 1, id);
+  sqlite3_bind_int64(st, 2, seq);
+  bind_text(st, 3, a->name);
+  bind_text(st, 4, a->content_type);
+  sqlite3_bind_int64(st, 5, (sqlite3_int64)a->len);
+  if (a->len > SPOOL_INLINE_MAX) {
+    char *path = spool_write_file(sp, id, file_seq, a->data, a->len);
+
+    if (path == NULL)
+      return -1;
+    sqlite3_bind_null(st, 6);
+    sqlite3_bind_text(st, 7, path, -1, free);
+  } else {
+    sqlite3_bind_blob(st, 6, a->len ? a->data : (const void *)"",
+                      (int)a->len, SQLITE_STATIC);
+    sqlite3_bind_null(st, 7);
+  }
+  return sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+}
+
 static int
 spool_insert_attachments(struct spool *sp, struct job *j)
 {
   const char *sql = "INSERT INTO attachments(event_id, seq, name,"
                     " content_type, size, data, path)"
                     " VALUES(?,?,?,?,?,?,?)";
+  const struct cam_event *ev = j->ev;
   sqlite3_stmt *st = NULL;
   int rc = -1;
 
   if (spool_prep(sp, sp->wdb, sql, &st) != SQLITE_OK)
     goto out;
-  for (size_t i = 0; i < j->ev->natt; i++) {
-    const struct attachment *a = &j->ev->att[i];
-    char *path = NULL;
+  for (size_t i = 0; i < ev->natt; i++)
+    if (spool_insert_attachment(sp, st, j->event_id, (int64_t)i, i,
+                                &ev->att[i]) != 0)
+      goto out;
+  if (ev->raw) {
+    struct attachment raw = {(char *)"raw.eml", (char *)"message/rfc822",
+                             ev->raw, ev->raw_len};
 
-    sqlite3_reset(st);
-    sqlite3_bind_int64(st, 1, j->event_id);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)i);
-    bind_text(st, 3, a->name);
-    bind_text(st, 4, a->content_type);
-    sqlite3_bind_int64(st, 5, (sqlite3_int64)a->len);
-    if (a->len > SPOOL_INLINE_MAX) {
-      path = spool_write_file(sp, j->event_id, i, a->data, a->len);
-      if (path == NULL)
-        goto out;
-      sqlite3_bind_null(st, 6);
-      sqlite3_bind_text(st, 7, path, -1, free);
-    } else {
-      sqlite3_bind_blob(st, 6, a->data, (int)a->len, SQLITE_STATIC);
-      sqlite3_bind_null(st, 7);
-    }
-    if (sqlite3_step(st) != SQLITE_DONE)
+    if (spool_insert_attachment(sp, st, j->event_id, SPOOL_RAW_SEQ,
+                                ev->natt, &raw) != 0)
       goto out;
   }
   rc = 0;
@@ -1179,7 +1198,7 @@ spool_read_file(const char *path, size_t want)
 static void
 spool_load_attachments(struct spool *sp, struct cam_event *ev)
 {
-  const char *sql = "SELECT name, content_type, size, data, path"
+  const char *sql = "SELECT name, content_type, size, data, path, seq"
                     " FROM attachments WHERE event_id=? ORDER BY seq";
   sqlite3_stmt *st = NULL;
 
@@ -1202,6 +1221,12 @@ spool_load_attachments(struct spool *sp, struct cam_event *ev)
       data = xmalloc(len);
       if (len)
         memcpy(data, blob, len);
+    }
+    if (sqlite3_column_int64(st, 5) == SPOOL_RAW_SEQ) {
+      free(ev->raw);
+      ev->raw = data;
+      ev->raw_len = len;
+      continue;
     }
     cam_event_add_attachment_owned(ev, (const char *)sqlite3_column_text(st, 0),
                                (const char *)sqlite3_column_text(st, 1),

@@ -8,7 +8,9 @@
  * its own; WAL lets readers and the writer proceed together.
  *
  * Tables: events, attachments (the data in the row, or in a file under
- * att/ beside the database when large), deliveries (one per event and
+ * att/ beside the database when large; the row with seq -1 is the
+ * camera's own message, ev->raw, kept only when an e-mail backend is in
+ * mode forward), deliveries (one per event and
  * backend: state, phase, attempts, next try, last error, the rule that
  * sent it and what rate limits folded into it), ratelimits (the
  * limiter's state per camera and backend, see gateway/ratelimit.h).

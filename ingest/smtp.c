@@ -42,6 +42,8 @@
 #define SMTP_MAX_ERRORS 20
 #define SMTP_AUTH_DELAY_MS 1000
 #define SMTP_ADDR_MAX 512
+#define SMTP_REFUSED_SLOTS 64            /* addresses whose refusals log */
+#define SMTP_REFUSED_LOG_MS (60 * 1000)  /* one line per address a minute */
 
 enum smtp_state {
   SMTP_ST_COMMAND,    /* waiting for a command */
@@ -50,7 +52,8 @@ enum smtp_state {
   SMTP_ST_AUTH_PLAIN, /* AUTH PLAIN: waiting for the response */
   SMTP_ST_DATA,       /* receiving a message */
   SMTP_ST_STORING,    /* message complete, the spool is committing it */
-  SMTP_ST_PAUSED,     /* a failed login's reply is held back */
+  SMTP_ST_PAUSED,     /* a password is being checked, or a failed
+                       * login's reply is held back */
   SMTP_ST_CLOSING     /* last reply queued; close once it is sent */
 };
 
@@ -85,6 +88,7 @@ struct smtp_session {
   int warned_locked;
   int dead;           /* connection gone while the spool commits */
   const struct camera_conf *camera;
+  struct auth_job *auth_job; /* a password check on a worker thread */
   int authed;
   char auth_user[256];
   int has_mail;
@@ -100,6 +104,15 @@ struct smtp_session {
   struct smtp_session *next;
 };
 
+/* An address refused for holding too many sessions, and when that was
+ * last logged: a flood of connections makes one line a minute, not one
+ * per connection. */
+struct smtp_refused {
+  char addr[64];
+  int64_t logged;            /* mono ms; 0: slot free */
+  unsigned long since;       /* refusals since that line */
+};
+
 struct smtp_server {
   struct event_base *base;
   struct config *cfg;
@@ -113,6 +126,7 @@ struct smtp_server {
   int nsessions;
   int shutting_down;
   uint64_t next_id;
+  struct smtp_refused refused[SMTP_REFUSED_SLOTS];
   char tmpdir[3072];
 };
 
@@ -303,6 +317,11 @@ smtp_build_event(struct smtp_session *s)
   } else {
     mail_parse_mem(b->buf ? b->buf : "", b->len, &s->cfg->smtp, ev);
   }
+  /* An e-mail backend in mode forward re-sends the message as it came. */
+  if (config_keeps_raw(s->cfg) && b->spill)
+    cam_event_set_raw_file(ev, b->path, s->cfg->smtp.max_size);
+  else if (config_keeps_raw(s->cfg))
+    cam_event_set_raw(ev, b->buf ? b->buf : "", b->len);
   if (ev->kind == NULL)
     cam_event_set(&ev->kind, "alert");
   cam_event_set(&ev->source, "smtp");
@@ -430,28 +449,25 @@ smtp_delay_cb(evutil_socket_t fd, short what, void *arg)
   smtp_process(s);
 }
 
-/* Checks a user and password; the reply follows now or, on failure, after
- * a delay that slows down guessing. */
+/* Answers a login with the check's verdict cam: now on success, after a
+ * delay that slows down guessing on failure. The user is s->auth_user. */
 static void
-smtp_auth_finish(struct smtp_session *s, const char *user, const char *pass)
+smtp_auth_result(struct smtp_session *s, const struct camera_conf *cam)
 {
-  const struct camera_conf *cam;
   char euser[96];
   struct timeval tv = {SMTP_AUTH_DELAY_MS / 1000,
                        (SMTP_AUTH_DELAY_MS % 1000) * 1000};
 
-  cam = auth_check(s->cfg, user, pass);
   /* A name no camera has may be a password typed in the wrong field:
    * only configured user names reach the log. */
-  if (cam || config_camera_by_user(s->cfg, user))
-    log_escape(euser, sizeof(euser), user, strlen(user));
+  if (cam || config_camera_by_user(s->cfg, s->auth_user))
+    log_escape(euser, sizeof(euser), s->auth_user, strlen(s->auth_user));
   else
     snprintf(euser, sizeof(euser), "(unknown)");
   if (cam) {
     auth_succeeded((struct sockaddr *)&s->peer_sa);
     s->authed = 1;
     s->camera = cam;
-    snprintf(s->auth_user, sizeof(s->auth_user), "%s", user);
     log_info("smtp", "session=%016" PRIx64 " auth=ok user=%s camera=%s",
              s->id, euser, cam->id);
     smtp_reply(s, "235 2.7.0 Authentication successful");
@@ -465,6 +481,43 @@ smtp_auth_finish(struct smtp_session *s, const char *user, const char *pass)
   smtp_set_state(s, SMTP_ST_PAUSED);
   bufferevent_disable(s->bev, EV_READ);
   evtimer_add(s->delay_timer, &tv);
+}
+
+/* The worker's verdict, on the loop thread. */
+static void
+smtp_auth_done(void *arg, const struct camera_conf *cam)
+{
+  struct smtp_session *s = arg;
+
+  s->auth_job = NULL;
+  if (s->state != SMTP_ST_PAUSED)
+    return;
+  smtp_auth_result(s, cam);
+  if (s->state != SMTP_ST_COMMAND)
+    return;
+  bufferevent_enable(s->bev, EV_READ);
+  smtp_process(s);
+}
+
+/* Checks a user and password. A success the cache knows is answered at
+ * once; otherwise the session pauses, reading nothing, while a worker
+ * thread runs the slow hash, so other sessions go on meanwhile. */
+static void
+smtp_auth_finish(struct smtp_session *s, const char *user, const char *pass)
+{
+  const struct camera_conf *cam;
+
+  if (user != s->auth_user)
+    snprintf(s->auth_user, sizeof(s->auth_user), "%s", user);
+  /* user itself, not the copy, which a long name would not fit. */
+  cam = auth_check_start(s->cfg, user, pass, smtp_auth_done, s,
+                         &s->auth_job);
+  if (s->auth_job == NULL) {
+    smtp_auth_result(s, cam);
+    return;
+  }
+  smtp_set_state(s, SMTP_ST_PAUSED);
+  bufferevent_disable(s->bev, EV_READ);
 }
 
 static void
@@ -1051,6 +1104,7 @@ smtp_session_free(struct smtp_session *s)
   if (s->next)
     s->next->prev = s->prev;
   srv->nsessions--;
+  auth_job_cancel(s->auth_job);
   if (s->bev)
     bufferevent_free(s->bev);
   event_free(s->total_timer);
@@ -1076,13 +1130,80 @@ smtp_peer_string(const struct sockaddr *sa, char *buf, size_t bufsz)
     snprintf(buf, bufsz, "unknown");
 }
 
+static int
+smtp_sessions_from(const struct smtp_server *srv, const char *peer)
+{
+  int n = 0;
+
+  for (const struct smtp_session *s = srv->sessions; s; s = s->next)
+    n += strcmp(s->peer, peer) == 0;
+  return n;
+}
+
+/* Logs a refusal of peer for too many sessions, at most once a minute per
+ * address; the line counts the refusals it stands for. */
+static void
+smtp_refused_log(struct smtp_server *srv, const char *peer, int open)
+{
+  struct smtp_refused *r = NULL;
+  struct smtp_refused *oldest = &srv->refused[0];
+  int64_t now = mono_ms();
+
+  for (size_t i = 0; i < SMTP_REFUSED_SLOTS && r == NULL; i++) {
+    struct smtp_refused *e = &srv->refused[i];
+
+    if (e->logged != 0 && strcmp(e->addr, peer) == 0)
+      r = e;
+    else if (e->logged < oldest->logged)
+      oldest = e;
+  }
+  if (r == NULL) {
+    r = oldest;
+    snprintf(r->addr, sizeof(r->addr), "%s", peer);
+    r->logged = 0;
+    r->since = 0;
+  }
+  r->since++;
+  if (r->logged != 0 && now - r->logged < SMTP_REFUSED_LOG_MS)
+    return;
+  log_warn("smtp", "remote=%s sessions=%d max_per_address=%d refused=%lu "
+           "msg=\"too many connections from one address refused; if it "
+           "is a camera or NVR, raise smtp.max_sessions_per_address\"",
+           peer, open, srv->cfg->smtp.max_sessions_per_address, r->since);
+  r->logged = now > 0 ? now : 1;
+  r->since = 0;
+}
+
+/* Refuses a connection from an address that already holds its share of
+ * the sessions. Returns 1 when fd was answered and closed. */
+static int
+smtp_refuse_per_address(struct smtp_server *srv, evutil_socket_t fd,
+                        const char *peer)
+{
+  static const char busy[] = "421 4.7.0 Too many connections from your "
+                             "address\r\n";
+  int open = smtp_sessions_from(srv, peer);
+
+  if (open < srv->cfg->smtp.max_sessions_per_address)
+    return 0;
+  smtp_refused_log(srv, peer, open);
+  if (write(fd, busy, sizeof(busy) - 1) < 0)
+    log_debug("smtp", "error=\"%s\"", strerror(errno));
+  evutil_closesocket(fd);
+  return 1;
+}
+
 static void
 smtp_accept(struct smtp_server *srv, evutil_socket_t fd,
             struct sockaddr *sa, int socklen, int implicit_tls)
 {
   struct smtp_session *s;
   struct timeval total = {srv->cfg->smtp.session_timeout, 0};
+  char peer[64];
 
+  smtp_peer_string(sa, peer, sizeof(peer));
+  if (!srv->shutting_down && smtp_refuse_per_address(srv, fd, peer))
+    return;
   if (srv->shutting_down ||
       srv->nsessions >= srv->cfg->smtp.max_sessions) {
     static const char busy[] = "421 4.3.2 Too many connections, try later"
@@ -1101,7 +1222,7 @@ smtp_accept(struct smtp_server *srv, evutil_socket_t fd,
   s->cfg = config_ref(srv->cfg);
   memcpy(&s->peer_sa, sa, (size_t)socklen < sizeof(s->peer_sa)
                               ? (size_t)socklen : sizeof(s->peer_sa));
-  smtp_peer_string(sa, s->peer, sizeof(s->peer));
+  snprintf(s->peer, sizeof(s->peer), "%s", peer);
   if (implicit_tls) {
     SSL *ssl = SSL_new(srv->tls_ctx);
 

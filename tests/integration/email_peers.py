@@ -17,11 +17,13 @@ Standard library plus aiosmtpd; every wait is bounded.
 
 import asyncio
 import base64
+import email
 import hashlib
 import http.server
 import json
 import logging
 import os
+import re
 import secrets
 import ssl
 import subprocess
@@ -223,6 +225,9 @@ class FakeOAuth:
     self.codes = {}            # auth code -> (challenge, redirect_uri)
     self.requests = []         # (path, form)
     self.graph = []            # (path, json)
+    self.drafts = {}           # id -> {"path", "message", "uploaded"}
+    self.sessions = {}         # upload token -> dict
+    self.puts = []             # (Content-Range, had Authorization)
     self.slow_down_once = False
     self.pending_polls = 1
     self.device_outcome = "ok"  # ok, denied, expired
@@ -290,6 +295,9 @@ class FakeOAuth:
       def do_GET(self):
         peer._get(self)
 
+      def do_PUT(self):
+        peer._put(self)
+
     http.server.ThreadingHTTPServer.allow_reuse_address = True
     self.server = http.server.ThreadingHTTPServer((HOST, self.port), H)
     self.server.daemon_threads = True
@@ -341,6 +349,8 @@ class FakeOAuth:
     u = urllib.parse.urlsplit(h.path)
     if "/sendMail" in u.path:
       return self._graph(h, u.path, body)
+    if "/v1.0/" in u.path:
+      return self._graph_draft_flow(h, u.path, body)
     form = dict(urllib.parse.parse_qsl(body.decode()))
     with self.lock:
       self.requests.append((u.path, form))
@@ -419,6 +429,8 @@ class FakeOAuth:
       return self._reply(h, 401, {"error": {
           "code": "InvalidAuthenticationToken",
           "message": "Access token has expired or is not yet valid."}})
+    if h.headers.get("Content-Type", "").startswith("text/plain"):
+      return self._graph_mime(h, path, body)
     try:
       doc = json.loads(body)
       msg = doc["message"]
@@ -437,6 +449,94 @@ class FakeOAuth:
     with self.lock:
       self.graph.append((path, doc))
     self._reply(h, 202, None)
+
+  def _graph_mime(self, h, path, body):
+    """sendMail with a MIME message, base64 in a text/plain body: Graph
+    sends it to the header's To, Cc and Bcc."""
+    try:
+      mime = base64.b64decode(body, validate=True)
+      msg = email.message_from_bytes(mime)
+      assert msg["To"]
+    except (ValueError, AssertionError):
+      return self._reply(h, 400, {"error": {
+          "code": "ErrorMimeContentInvalidBase64String",
+          "message": "bad MIME content"}})
+    if len(body) > 4 * 1024 * 1024:
+      return self._reply(h, 413, {"error": {"code": "RequestBodyTooLarge",
+                                            "message": "too large"}})
+    with self.lock:
+      self.graph.append((path, {"mime": mime}))
+    self._reply(h, 202, None)
+
+  # -- Graph drafts with upload sessions (large attachments)
+  def _authorized(self, h):
+    auth = h.headers.get("Authorization", "")
+    return auth.startswith("Bearer ") and self.access_ok(auth[7:])
+
+  def _graph_draft_flow(self, h, path, body):
+    if not self._authorized(h):
+      return self._reply(h, 401, {"error": {
+          "code": "InvalidAuthenticationToken", "message": "expired"}})
+    m = re.fullmatch(r"(/v1\.0/(?:me|users/[^/]+))/messages"
+                     r"(?:/([^/]+)/(attachments/createUploadSession|send))?",
+                     path)
+    if m is None:
+      return self._reply(h, 404, {"error": {"code": "NotFound",
+                                            "message": path}})
+    if m.group(2) is None:
+      msg = json.loads(body)
+      assert msg["toRecipients"] and "message" not in msg
+      with self.lock:
+        mid = "draft-%d" % len(self.drafts)
+        self.drafts[mid] = {"path": m.group(1), "message": msg,
+                            "uploaded": []}
+      return self._reply(h, 201, {"id": mid})
+    with self.lock:
+      d = self.drafts.get(urllib.parse.unquote(m.group(2)))
+    if d is None:
+      return self._reply(h, 404, {"error": {"code": "ErrorItemNotFound",
+                                            "message": "no such draft"}})
+    if m.group(3) == "send":
+      with self.lock:
+        self.graph.append((m.group(1) + "/messages/send",
+                           {"message": d["message"],
+                            "uploaded": d["uploaded"]}))
+      return self._reply(h, 202, None)
+    item = json.loads(body)["AttachmentItem"]
+    assert item["attachmentType"] == "file" and item["size"] > 0
+    tok = secrets.token_urlsafe(8)
+    with self.lock:
+      self.sessions[tok] = {"draft": d, "item": item, "data": b""}
+    return self._reply(h, 201, {"uploadUrl": self.url("/upload/" + tok),
+                                "nextExpectedRanges": ["0-"]})
+
+  def _put(self, h):
+    n = int(h.headers.get("Content-Length", "0"))
+    body = h.rfile.read(n) if n else b""
+    tok = h.path.rsplit("/", 1)[-1]
+    rng = h.headers.get("Content-Range", "")
+    with self.lock:
+      self.puts.append((rng, "Authorization" in h.headers))
+      s = self.sessions.get(tok)
+    m = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", rng)
+    if s is None or m is None:
+      return self._reply(h, 404 if s is None else 400, {"error": {
+          "code": "InvalidRequest", "message": "bad upload"}})
+    first, last, total = (int(x) for x in m.groups())
+    size = s["item"]["size"]
+    if (first != len(s["data"]) or last - first + 1 != len(body)
+        or total != size or len(body) > 4 * 1024 * 1024
+        or (last + 1 < size and len(body) % (320 * 1024))):
+      return self._reply(h, 416, {"error": {
+          "code": "InvalidRange", "message": "unexpected range"}})
+    s["data"] += body
+    if len(s["data"]) < size:
+      return self._reply(h, 200, {"nextExpectedRanges":
+                                  ["%d-" % len(s["data"])]})
+    with self.lock:
+      s["draft"]["uploaded"].append((s["item"]["name"], s["data"]))
+      del self.sessions[tok]
+    return self._reply(h, 201, None)
 
   def wait_graph(self, n, timeout=20):
     lib.wait_until(lambda: len(self.graph) >= n, timeout)

@@ -3,17 +3,20 @@ transport to real peers on loopback: SMTP with a password over STARTTLS
 and implicit TLS, SMTP with XOAUTH2 (Microsoft and Gmail style), and
 Microsoft Graph sendMail (delegated and app-only). Checks what the far
 side received (the AUTH string, the envelope, the headers, attachment
-bytes equal to the camera's) and the failure paths: 4xx and 5xx replies,
+bytes equal to the camera's, or a thumbnail above thumbnail_over) and
+the failure paths: 4xx and 5xx replies,
 an access token that runs out mid-burst, a revoked refresh token (needs
 login, nothing lost, delivered after a new login) and a token server
 that is down for a while."""
 
 import base64
 import email
+import email.message
 import email.policy
 import json
 import os
 import re
+import sqlite3
 import stat
 import subprocess
 import time
@@ -21,6 +24,7 @@ import unittest
 
 import camgate_testlib as lib
 import email_peers as peers
+from test_ntfy_e2e import jpeg_size
 
 FROM = "alerts@contoso.example"
 TO = ["owner@example.net"]
@@ -60,6 +64,9 @@ class EmailEndToEnd(unittest.TestCase):
     cls.gmail = peers.SmtpPeer(cls.cert, cls.key, implicit=True,
                                oauth=cls.fake, gmail=True).start()
     cls.addClassCleanup(cls.gmail.stop)
+    cls.thumbs = peers.SmtpPeer(cls.cert, cls.key, implicit=True,
+                                users=users).start()
+    cls.addClassCleanup(cls.thumbs.stop)
     cls.smtp_port = lib.free_port()
     cls.cfg = cls.config()
     for name in ("mail_ms", "mail_gmail", "mail_graph"):
@@ -101,20 +108,36 @@ class EmailEndToEnd(unittest.TestCase):
                               flow="client_credentials",
                               client_secret=fake.client_secret,
                               token_file=None)),
+        dict(common, name="mail_thumb", transport="smtp", host=lib.HOST,
+             port=cls.thumbs.port, tls="implicit", password=APP_PW,
+             thumbnail_over="840", snapshot="40x40", quality=70),
+        dict(common, name="mail_fwd", transport="smtp", host=lib.HOST,
+             port=cls.thumbs.port, tls="implicit", password=APP_PW,
+             mode="forward", reply_to_camera=True),
+        dict(common, name="mail_graph_fwd", transport="graph",
+             graph_url=fake.url("/v1.0"), mailbox="fwd@contoso.example",
+             mode="forward", cc=CC,
+             oauth=oauth_conf(fake, tmp, "mail_graph_fwd",
+                              flow="client_credentials",
+                              client_secret=fake.client_secret)),
     ]
+    backends[-4]["oauth"].pop("token_file")
     backends[-1]["oauth"].pop("token_file")
     routes = [("cam-shed", "mail_pw"), ("trailcam", "mail_tls"),
               ("cam-door", "mail_ms"), ("dafang-1", "mail_gmail"),
               ("cam-lobby", "mail_graph"), ("nvr-gate", "mail_app"),
               ("nvr-yard", "mail_slow")]
     cams = [lib.camera(c) for c, _ in routes]
+    extra = {"nvr-gate": ["mail_thumb"], "cam-lobby": ["mail_fwd"],
+             "trailcam": ["mail_graph_fwd"]}
     return {"log": {"level": "debug"},
             "spool": {"path": os.path.join(tmp, "var"), "retention": "7d"},
             "smtp": {"listen": "%s:%d" % (lib.HOST, cls.smtp_port),
-                     "hostname": lib.HOSTNAME, "max_size": "4M"},
+                     "hostname": lib.HOSTNAME, "max_size": "16M"},
             "cameras": cams, "backends": backends,
             "rules": [{"name": "to-" + b, "match": {"camera": c},
-                       "backends": [b]} for c, b in routes]}
+                       "backends": [b] + extra.get(c, [])}
+                      for c, b in routes]}
 
   def setUp(self):
     self.assertTrue(self.gw.alive(), lib.tail(self.gw.log()))
@@ -243,8 +266,139 @@ class EmailEndToEnd(unittest.TestCase):
     got = self.fake.wait_graph(n + 1)
     self.assertGreater(len(got), n, lib.tail(self.gw.log()))
     path = [p for p, _ in got if "/users/" in p]
-    self.assertEqual(path[-1], "/v1.0/users/cameras@contoso.example/sendMail")
+    self.assertIn("/v1.0/users/cameras@contoso.example/sendMail", path)
     self.assertGreaterEqual(self.fake.count("client_credentials"), 1)
+
+  def test_thumbnail_over(self):
+    """Pictures above thumbnail_over (840 bytes) go as thumbnails fitted
+    into the backend's snapshot box, each named in the text; smaller ones
+    as they came."""
+    originals = lib.eml_jpegs(FIX05)
+    self.send("nvr-gate", data=self.unique(FIX05, "thumbtag"))
+
+    def mine():
+      return [m for m in self.thumbs.messages if b"thumbtag" in m["data"]]
+    self.assertTrue(lib.wait_until(mine, 20), lib.tail(self.gw.log()))
+    msg = email.message_from_bytes(mine()[-1]["data"],
+                                   policy=email.policy.default)
+    got = [p.get_content() for p in msg.walk()
+           if p.get_content_type() == "image/jpeg"]
+    text = msg.get_body(("plain",)).get_content()
+    self.assertEqual(len(got), len(originals))
+    for orig, sent in zip(originals, got):
+      if len(orig) > 840:
+        self.assertEqual(jpeg_size(sent), (40, 30))
+        self.assertLess(len(sent), len(orig))
+        self.assertIn("(%d bytes) sent as a 40x30 thumbnail" % len(orig),
+                      text)
+      else:
+        self.assertEqual(sent, orig)
+    self.assertTrue(any(len(o) > 840 for o in originals))
+
+  def test_forward(self):
+    """Mode forward re-sends the camera's own message: the body with its
+    MIME parts byte for byte, the header too but for From (the mailbox),
+    Sender and Reply-To (the camera's envelope sender)."""
+    data = self.unique(FIX05, "fwdtag")
+    self.send("cam-lobby", data=data)
+
+    def mine():
+      return [m for m in self.thumbs.messages if b"fwdtag" in m["data"]]
+    self.assertTrue(lib.wait_until(mine, 20), lib.tail(self.gw.log()))
+    m = mine()[-1]
+    self.assertEqual(m["mail_from"], FROM)
+    self.assertEqual(sorted(m["rcpts"]), sorted(TO))
+    orig = data.replace(b"\r\n", b"\n")
+    got = m["data"].replace(b"\r\n", b"\n")
+    ohead, obody = orig.split(b"\n\n", 1)
+    ghead, gbody = got.split(b"\n\n", 1)
+    self.assertEqual(gbody, obody)
+    msg = email.message_from_bytes(m["data"], policy=email.policy.default)
+    self.assertEqual(msg["From"].addresses[0].addr_spec, FROM)
+    self.assertEqual(msg["Reply-To"].addresses[0].addr_spec,
+                     "cam-lobby@cameras.example")
+    self.assertIsNone(msg["Sender"])
+    self.assertEqual(msg["X-Camgate-Camera"], "cam-lobby")
+    parts = [p.as_bytes() for p in msg.walk()]
+    want = [p.as_bytes() for p in email.message_from_bytes(
+        data, policy=email.policy.default).walk()]
+    self.assertEqual(parts[1:], want[1:])
+    self.assertEqual([p.get_content() for p in msg.walk()
+                      if p.get_content_type() == "image/jpeg"],
+                     lib.eml_jpegs(FIX05))
+    # Every other header line as the camera wrote it.
+    drop = (b"from:", b"sender:", b"reply-to:", b"return-path:")
+    kept = [l for l in re.split(rb"\n(?![ \t])", ohead)
+            if not l.lower().startswith(drop)]
+    for field in kept:
+      self.assertIn(field + b"\n", ghead + b"\n")
+    # The spool keeps the camera's message (for mode forward only).
+    db = sqlite3.connect(os.path.join(self.tmp, "var", "spool.db"))
+    try:
+      raws = [r[0] for r in db.execute(
+          "SELECT data FROM attachments WHERE seq = -1")]
+    finally:
+      db.close()
+    self.assertIn(data.replace(b"\r\n", b"\n"),
+                  [r.replace(b"\r\n", b"\n") for r in raws if r])
+
+  def test_forward_graph(self):
+    """Over Graph the camera's message goes as MIME (base64): Graph has
+    no envelope and sends to the header's To and Cc, so those are the
+    configured ones; the body is the camera's, byte for byte."""
+    data = self.unique(FIX12, "gfwdtag")
+    self.send("trailcam", data=data)
+
+    def mine():
+      return [d["mime"] for p, d in list(self.fake.graph)
+              if "mime" in d and b"gfwdtag" in d["mime"]]
+    self.assertTrue(lib.wait_until(mine, 20), lib.tail(self.gw.log()))
+    mime = mine()[-1]
+    path = [p for p, d in list(self.fake.graph) if d.get("mime") == mime]
+    self.assertEqual(path[0], "/v1.0/users/fwd@contoso.example/sendMail")
+    obody = data.replace(b"\r\n", b"\n").split(b"\n\n", 1)[1]
+    gbody = mime.replace(b"\r\n", b"\n").split(b"\n\n", 1)[1]
+    self.assertEqual(gbody, obody)
+    msg = email.message_from_bytes(mime, policy=email.policy.default)
+    self.assertEqual(msg["From"].addresses[0].addr_spec, FROM)
+    self.assertEqual([a.addr_spec for a in msg["To"].addresses], TO)
+    self.assertEqual([a.addr_spec for a in msg["Cc"].addresses], CC)
+    self.assertEqual([p.get_content() for p in msg.walk()
+                      if p.get_content_type() == "image/jpeg"],
+                     lib.eml_jpegs(FIX12))
+
+  def test_graph_upload_session(self):
+    """An attachment of 3 MB or more goes to Graph through an upload
+    session on a draft: the draft (small pictures inline), a session,
+    PUTs of 320 KiB multiples without the token, then send."""
+    big = b"\xff\xd8" + os.urandom(7 * 1024 * 1024) + b"\xff\xd9"
+    small = lib.eml_jpegs(FIX12)[0]
+    m = email.message.EmailMessage()
+    m["From"] = "cam-lobby@cameras.example"
+    m["To"] = "x@example.net"
+    m["Subject"] = "uptag Motion"
+    m.set_content("Motion detected")
+    m.add_attachment(small, maintype="image", subtype="jpeg",
+                     filename="small.jpg")
+    m.add_attachment(big, maintype="image", subtype="jpeg",
+                     filename="big.jpg")
+    puts = len(self.fake.puts)
+    self.send("cam-lobby", data=m.as_bytes())
+
+    def sent():
+      return [d for p, d in list(self.fake.graph)
+              if p == "/v1.0/me/messages/send"
+              and "uptag" in d["message"]["body"]["content"]]
+    self.assertTrue(lib.wait_until(sent, 60), lib.tail(self.gw.log()))
+    doc = sent()[-1]
+    self.assertEqual(doc["uploaded"], [("big.jpg", big)])
+    inline = [base64.b64decode(a["contentBytes"])
+              for a in doc["message"]["attachments"]]
+    self.assertEqual(inline, [small])
+    ranges = self.fake.puts[puts:]
+    self.assertEqual(len(ranges), 3)
+    self.assertFalse(any(auth for _, auth in ranges))
+    self.assertNotIn("left out", doc["message"]["body"]["content"])
 
   def test_max_per_minute(self):
     def slow():
@@ -298,8 +452,12 @@ class EmailEndToEnd(unittest.TestCase):
     st = os.stat(os.path.join(self.tmp, "mail_ms.token"))
     self.assertEqual(stat.S_IMODE(st.st_mode), 0o600)
 
+  def delegated(self):
+    return [(p, d) for p, d in self.fake.graph if p == "/v1.0/me/sendMail"]
+
   def test_zz_revoked_refresh_token_then_login(self):
-    n = len(self.fake.graph)
+    n = len(self.delegated())
+    notices = len(self.fake.graph) - n
     mark = self.gw.log_mark()
     self.fake.revoke_refresh("client-mail_graph")
     self.fake.expire_access("client-mail_graph")
@@ -309,7 +467,14 @@ class EmailEndToEnd(unittest.TestCase):
                          r"oauth login mail_graph -c \S+", 20, since=mark)
     self.assertTrue(m, lib.tail(self.gw.log()))
     lib.wait_until(lambda: False, 2)
-    self.assertEqual(len(self.fake.graph), n)
+    self.assertEqual(len(self.delegated()), n)
+    # The notice went out through the other backends (here the two
+    # app-only Graph ones), once each, naming the command.
+    sent = sorted(p for p, d in self.fake.graph[n + notices:]
+                  if "camgate oauth login mail_graph -c" in str(d))
+    self.assertEqual(sent, ["/v1.0/users/cameras@contoso.example/sendMail",
+                            "/v1.0/users/fwd@contoso.example/sendMail"],
+                     lib.tail(self.gw.log()))
     self.assertFalse(re.search(r"backend=mail_graph .*result=failed",
                                self.gw.log()[mark:]))
     r = lib.run_camgate(["check", "-c", self.gw.config_path])
@@ -318,7 +483,8 @@ class EmailEndToEnd(unittest.TestCase):
                          self.gw.config_path], timeout=60)
     self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
     self.assertIn("ABCD-1234", r.stdout)
-    got = self.fake.wait_graph(n + 3, 30)
+    lib.wait_until(lambda: len(self.delegated()) >= n + 3, 30)
+    got = self.delegated()
     self.assertEqual(len(got), n + 3, lib.tail(self.gw.log()))
     texts = [d["message"]["body"]["content"] for _, d in got[n:]]
     for i in range(3):

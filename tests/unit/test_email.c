@@ -15,10 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <turbojpeg.h>
 #include <unistd.h>
 
 #include "backends/email.h"
 #include "config/config.h"
+#include "gateway/notice.h"
+#include "gateway/snapshot.h"
 #include "gateway/token.h"
 
 static char tmpdir[64];
@@ -219,6 +222,140 @@ test_size_budget(void **state)
   cam_event_free(ev);
 }
 
+/* A w x h JPEG of noise at quality 95: large for its size. */
+static unsigned char *
+make_jpeg(int w, int h, size_t *len)
+{
+  unsigned char *pix = malloc((size_t)w * (size_t)h * 3);
+  unsigned char *buf = NULL, *r;
+  unsigned long n = 0;
+  tjhandle tj = tjInitCompress();
+  uint32_t x = 12345;
+
+  assert_non_null(pix);
+  assert_non_null(tj);
+  for (size_t i = 0; i < (size_t)w * (size_t)h * 3; i++) {
+    x = x * 1103515245u + 12345u;
+    pix[i] = (unsigned char)(x >> 24);
+  }
+  assert_int_equal(tjCompress2(tj, pix, w, 0, h, TJPF_RGB, &buf, &n,
+                               TJSAMP_444, 95, 0), 0);
+  r = malloc(n);
+  assert_non_null(r);
+  memcpy(r, buf, n);
+  *len = n;
+  tjFree(buf);
+  tjDestroy(tj);
+  free(pix);
+  return r;
+}
+
+static struct cam_event *
+make_photo_event(int64_t id, size_t *jpeg_len)
+{
+  struct cam_event *ev = make_event(10);
+  unsigned char *jpeg = make_jpeg(1280, 720, jpeg_len);
+
+  ev->id = id;
+  cam_event_add_attachment_owned(ev, "big.jpg", "image/jpeg", jpeg,
+                                 *jpeg_len);
+  return ev;
+}
+
+/* The attachment's bytes and size as the message carries it. */
+static GByteArray *
+message_part(GMimeMessage *m, const char *filename)
+{
+  GMimeMultipart *mp = GMIME_MULTIPART(g_mime_message_get_mime_part(m));
+  GMimeStream *out = g_mime_stream_mem_new();
+  GByteArray *ba = g_byte_array_new();
+
+  for (int i = 0; i < g_mime_multipart_get_count(mp); i++) {
+    GMimeObject *o = g_mime_multipart_get_part(mp, i);
+    const char *fn = GMIME_IS_PART(o)
+                       ? g_mime_part_get_filename(GMIME_PART(o)) : NULL;
+
+    if (fn == NULL || strcmp(fn, filename) != 0)
+      continue;
+    g_mime_data_wrapper_write_to_stream(
+      g_mime_part_get_content(GMIME_PART(o)), out);
+    break;
+  }
+  g_byte_array_append(ba, g_mime_stream_mem_get_byte_array(
+                            GMIME_STREAM_MEM(out))->data,
+                      g_mime_stream_mem_get_byte_array(
+                        GMIME_STREAM_MEM(out))->len);
+  g_object_unref(out);
+  return ba;
+}
+
+static void
+test_thumbnail(void **state)
+{
+  char *to[] = {s_to1};
+  char box[] = "640x480";
+  struct email_conf ec;
+  size_t jlen = 0, len = 0;
+  struct cam_event *ev = make_photo_event(77, &jlen);
+  char *raw, note[128];
+  gchar *text;
+  GMimeMessage *m;
+  GByteArray *ba;
+  int w, h, samp;
+
+  (void)state;
+  make_conf(&ec, to);
+  ec.snapshot = box;
+  ec.snapshot_w = 640;
+  ec.snapshot_h = 480;
+  ec.quality = 75;
+  ec.thumbnail_over = jlen / 2;
+  raw = email_build_message(&ec, ev, &len);
+  snprintf(note, sizeof(note), "[big.jpg (%zu bytes) sent as a 640x360 "
+           "thumbnail", jlen);
+  m = parse(raw, len);
+  ba = message_part(m, "big.jpg");
+  assert_true(ba->len > 0 && ba->len < jlen / 2);
+  assert_int_equal(snapshot_jpeg_info(ba->data, ba->len, &w, &h, &samp,
+                                      NULL, 0), 0);
+  assert_int_equal(w, 640);
+  assert_int_equal(h, 360);
+  text = g_mime_text_part_get_text(GMIME_TEXT_PART(
+    g_mime_multipart_get_part(GMIME_MULTIPART(
+      g_mime_message_get_mime_part(m)), 0)));
+  assert_non_null(strstr(text, note));
+  g_free(text);
+  g_byte_array_unref(ba);
+  g_object_unref(m);
+  free(raw);
+  /* Below thumbnail_over the picture goes as it came. */
+  ec.thumbnail_over = jlen + 1;
+  raw = email_build_message(&ec, ev, &len);
+  m = parse(raw, len);
+  ba = message_part(m, "big.jpg");
+  assert_int_equal(ba->len, jlen);
+  assert_memory_equal(ba->data, ev->att[1].data, jlen);
+  assert_null(strstr(raw, "thumbnail"));
+  g_byte_array_unref(ba);
+  g_object_unref(m);
+  free(raw);
+  /* Over the size budget (Graph's, here max_size's) the thumbnail goes
+   * before the picture would be dropped; a box of none drops it. */
+  ec.thumbnail_over = 0;
+  ec.max_size = 64 * 1024 + jlen / 2;
+  raw = email_graph_json(&ec, ev, &len);
+  assert_non_null(strstr(raw, "sent as a 640x360 thumbnail"));
+  assert_null(strstr(raw, "left out"));
+  free(raw);
+  ec.snapshot_w = ec.snapshot_h = -1;
+  raw = email_graph_json(&ec, ev, &len);
+  assert_non_null(strstr(raw, "big.jpg ("));
+  assert_non_null(strstr(raw, "left out"));
+  free(raw);
+  cam_event_free(ev);
+  snapshot_cache_clear();
+}
+
 static void
 test_graph_json(void **state)
 {
@@ -228,6 +365,7 @@ test_graph_json(void **state)
   size_t len = 0;
   char *js;
   json_t *root, *msg, *att;
+  struct email_content c;
   gsize dlen;
   guchar *bytes;
 
@@ -256,12 +394,34 @@ test_graph_json(void **state)
   json_decref(root);
   free(js);
   cam_event_free(ev);
-  /* Over Graph's 4 MB the picture stays out. */
+  /* Over Graph's 4 MB the picture stays out of sendMail... */
   ev = make_event(5 * 1024 * 1024);
   js = email_graph_json(&ec, ev, &len);
   assert_true(len < EMAIL_GRAPH_MAX);
   assert_non_null(strstr(js, "left out"));
   free(js);
+  /* ...and goes by upload session on a draft instead. */
+  js = email_graph_draft(&ec, ev, &c, &len);
+  assert_non_null(js);
+  assert_int_equal(c.attach[0], EMAIL_ATTACH_UPLOAD);
+  assert_true(len < 64 * 1024);
+  assert_null(strstr(js, "left out"));
+  assert_null(strstr(js, "saveToSentItems"));
+  root = json_loads(js, 0, NULL);
+  assert_int_equal(json_array_size(json_object_get(root, "attachments")),
+                   0);
+  json_decref(root);
+  free(js);
+  js = email_graph_session_json(&ev->att[0], &len);
+  assert_non_null(strstr(js, "\"size\":5242880"));
+  assert_non_null(strstr(js, "\"attachmentType\":\"file\""));
+  free(js);
+  email_content_clear(&c);
+  cam_event_free(ev);
+  /* Small pictures need no draft. */
+  ev = make_event(3000);
+  assert_null(email_graph_draft(&ec, ev, &c, &len));
+  assert_null(c.attach);
   cam_event_free(ev);
 }
 
@@ -403,9 +563,16 @@ test_config_defaults(void **state)
                       "microsoftonline.com/common/oauth2/v2.0/devicecode");
   assert_int_equal(ec->oauth.refresh_margin, 300);
   assert_int_equal(ec->oauth.refresh_every, 86400);
+  assert_int_equal(ec->thumbnail_over, 0);
+  assert_int_equal(ec->mode, EMAIL_MODE_COMPOSE);
+  assert_false(config_keeps_raw(cfg));
+  assert_int_equal(ec->snapshot_w, 640);
+  assert_int_equal(ec->snapshot_h, 480);
+  assert_int_equal(ec->quality, 75);
   config_unref(cfg);
   cfg = load(HEAD "  - {name: m, type: email, transport: smtp_xoauth2,\n"
              "     tls: implicit, from: a@gmail.com, to: [c@d.example],\n"
+             "     thumbnail_over: 1M, snapshot: 320x240, mode: forward,\n"
              "     oauth: {provider: google, client_id: x,\n"
              "             client_secret: y, token_file: /tmp/t}}\n" TAIL,
              err, sizeof(err));
@@ -415,6 +582,10 @@ test_config_defaults(void **state)
   assert_int_equal(ec->port, 465);
   assert_int_equal(ec->oauth.flow, OAUTH_FLOW_AUTH_CODE);
   assert_string_equal(ec->oauth.scope, "https://mail.google.com/");
+  assert_int_equal(ec->thumbnail_over, 1024 * 1024);
+  assert_int_equal(ec->snapshot_w, 320);
+  assert_int_equal(ec->mode, EMAIL_MODE_FORWARD);
+  assert_true(config_keeps_raw(cfg));
   assert_string_equal(ec->oauth.token_url,
                       "https://oauth2.googleapis.com/token");
   config_unref(cfg);
@@ -441,6 +612,111 @@ test_config_errors(void **state)
   assert_non_null(strstr(err, "time_zone: expected a time zone"));
   assert_non_null(strstr(err, "expected oauth.client_id"));
   assert_non_null(strstr(err, "expected oauth.client_secret"));
+}
+
+static void
+test_forward(void **state)
+{
+  static const char head[] =
+    "Return-Path: <cam@cameras.example>\r\n"
+    "From: \"Cam\" <cam@cameras.example>\r\n"
+    "sender: cam@cameras.example\r\n"
+    "To: camera-inbox@example.org\r\n"
+    "Subject: Motion\r\n alarm folded\r\n"
+    "Reply-To: other@example.org\r\n"
+    "Fromage: kept\r\n"
+    "MIME-Version: 1.0\r\n"
+    "Content-Type: multipart/mixed; boundary=\"b1\"\r\n";
+  static const char body[] =
+    "--b1\r\nContent-Type: text/plain\r\n\r\nmoved\r\n"
+    "--b1\r\nContent-Type: image/jpeg\r\n"
+    "Content-Transfer-Encoding: base64\r\n\r\n/9j/4AAQ\r\n--b1--\r\n";
+  char *to[] = {s_to1, s_to2};
+  struct email_conf ec;
+  struct cam_event *ev = make_event(10);
+  GString *raw = g_string_new(head);
+  size_t len = 0;
+  char *out, *sep;
+
+  (void)state;
+  make_conf(&ec, to);
+  ec.nto = 2;
+  assert_null(email_forward_message(&ec, ev, 0, &len));
+  g_string_append(raw, "\r\n");
+  g_string_append(raw, body);
+  cam_event_set_raw(ev, raw->str, raw->len);
+  out = email_forward_message(&ec, ev, 0, &len);
+  assert_non_null(out);
+  assert_int_equal(strlen(out), len);
+  sep = strstr(out, "\r\n\r\n");
+  assert_non_null(sep);
+  /* The body byte for byte; the header without the camera's sender. */
+  assert_string_equal(sep + 4, body);
+  *sep = '\0';
+  assert_non_null(strstr(out, "From: camgate <alerts@contoso.example>\r\n"));
+  assert_non_null(strstr(out, "Reply-To: cam@cameras.example\r\n"));
+  assert_null(strstr(out, "other@example.org"));
+  assert_null(strstr(out, "Return-Path"));
+  assert_null(strstr(out, "sender:"));
+  assert_null(strstr(out, "\"Cam\""));
+  assert_non_null(strstr(out, "\r\nTo: camera-inbox@example.org\r\n"));
+  assert_non_null(strstr(out, "\r\nSubject: Motion\r\n alarm folded\r\n"));
+  assert_non_null(strstr(out, "\r\nFromage: kept\r\n"));
+  assert_non_null(strstr(out, "\r\nX-Camgate-Event: 42\r\n"));
+  assert_non_null(strstr(out, "\r\nDate: "));
+  assert_non_null(strstr(out, "\r\nMessage-ID: <camgate.42."));
+  free(out);
+  /* For Graph the recipients are the configured ones. */
+  out = email_forward_message(&ec, ev, 1, &len);
+  assert_non_null(strstr(out, "To: owner@example.net,\r\n "
+                         "second@example.net\r\n"));
+  assert_null(strstr(out, "camera-inbox"));
+  free(out);
+  /* Larger than max_size: NULL, the caller composes a mail instead. */
+  ec.max_size = raw->len;
+  assert_null(email_forward_message(&ec, ev, 0, &len));
+  g_string_free(raw, TRUE);
+  cam_event_free(ev);
+}
+
+/* A notice goes to every backend but the one it is about, past rules
+ * and rate limits. */
+static void
+test_notice_routes(void **state)
+{
+  char err[4096];
+  struct config *cfg;
+  struct route rt[8];
+  struct cam_event *ev;
+  size_t n;
+
+  (void)state;
+  cfg = load(HEAD "  - {name: m, type: email, transport: smtp_xoauth2,\n"
+             "     from: a@b.example, to: [c@d.example],\n"
+             "     oauth: {client_id: x, token_file: /tmp/t}}\n"
+             "  - {name: ha, type: mqtt, host: 127.0.0.1}\n"
+             "  - {name: phone, type: ntfy, url: 'http://127.0.0.1:1',\n"
+             "     topic: t, defaults: {cooldown: 1h}}\n"
+             "rules: [{drop: true}]\n", err, sizeof(err));
+  assert_non_null(cfg);
+  n = notice_routes(cfg, "m", rt, 8);
+  assert_int_equal(n, 2);
+  assert_string_equal(rt[0].backend, "ha");
+  assert_string_equal(rt[1].backend, "phone");
+  for (size_t i = 0; i < n; i++) {
+    assert_string_equal(rt[i].rule, NOTICE_RULE);
+    assert_int_equal(rt[i].limited, 0);
+  }
+  assert_int_equal(notice_routes(cfg, "x", rt, 8), 3);
+  assert_int_equal(notice_routes(cfg, "m", rt, 1), 1);
+  config_unref(cfg);
+  ev = notice_event("needs_login", "m needs a new login", "text");
+  assert_string_equal(ev->camera, "camgate");
+  assert_string_equal(ev->source, "camgate");
+  assert_string_equal(ev->kind, "needs_login");
+  assert_string_equal(ev->title, "m needs a new login");
+  assert_true(ev->recv_time > 0);
+  cam_event_free(ev);
 }
 
 static int
@@ -471,12 +747,15 @@ main(void)
     cmocka_unit_test(test_message),
     cmocka_unit_test(test_folded_and_no_reply_to),
     cmocka_unit_test(test_size_budget),
+    cmocka_unit_test(test_thumbnail),
     cmocka_unit_test(test_graph_json),
     cmocka_unit_test(test_token_file),
     cmocka_unit_test(test_token_parse),
     cmocka_unit_test(test_token_form),
     cmocka_unit_test(test_config_defaults),
     cmocka_unit_test(test_config_errors),
+    cmocka_unit_test(test_notice_routes),
+    cmocka_unit_test(test_forward),
   };
 
   return cmocka_run_group_tests(tests, setup, teardown);

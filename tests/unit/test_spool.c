@@ -189,6 +189,44 @@ test_large_attachment_file(void **state)
   cam_event_free(ev);
 }
 
+/* The camera's own message (mode forward) comes back as ev->raw, not as
+ * an attachment: in the row when small, in a file beside the large
+ * attachment when large; an event without one has none. */
+static void
+test_raw_message(void **state)
+{
+  struct fixture *f = *state;
+  struct route r = {.backend = "ha", .rule = "all"};
+  size_t big = 2 * 1024 * 1024 + 5;
+  struct cam_event *ev = make_event("fwd", 100);
+  unsigned char *raw = malloc(big);
+
+  for (size_t i = 0; i < big; i++)
+    raw[i] = (unsigned char)(i * 13 + 1);
+  cam_event_set_raw(ev, "From: a\r\n\r\nhi\r\n", 15);
+  spool_submit(f->sp, ev, &r, 1, on_stored, f);
+  ev = make_event("fwd", big);
+  cam_event_set_raw(ev, raw, big);
+  spool_submit(f->sp, ev, &r, 1, on_stored, f);
+  spool_submit(f->sp, make_event("plain", 10), &r, 1, on_stored, f);
+  run_until(f, &f->stored, 3);
+  ev = spool_load_event(f->sp, f->ids[0]);
+  assert_int_equal(ev->natt, 1);
+  assert_int_equal(ev->raw_len, 15);
+  assert_memory_equal(ev->raw, "From: a\r\n\r\nhi\r\n", 15);
+  cam_event_free(ev);
+  ev = spool_load_event(f->sp, f->ids[1]);
+  assert_int_equal(ev->natt, 1);
+  assert_int_equal(ev->att[0].len, big);
+  assert_int_equal(ev->raw_len, big);
+  assert_memory_equal(ev->raw, raw, big);
+  cam_event_free(ev);
+  ev = spool_load_event(f->sp, f->ids[2]);
+  assert_null(ev->raw);
+  cam_event_free(ev);
+  free(raw);
+}
+
 static void
 test_update_and_reopen(void **state)
 {
@@ -283,6 +321,7 @@ main(void)
     cmocka_unit_test_setup_teardown(test_store_and_load, setup, teardown),
     cmocka_unit_test_setup_teardown(test_large_attachment_file, setup,
                                     teardown),
+    cmocka_unit_test_setup_teardown(test_raw_message, setup, teardown),
     cmocka_unit_test_setup_teardown(test_update_and_reopen, setup,
                                     teardown),
     cmocka_unit_test_setup_teardown(test_injected_failure, setup, teardown),
