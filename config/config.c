@@ -782,11 +782,11 @@ check_snapshot(const char *s, char *found, size_t sz)
 
 /* ---- validators of ntfy ---- */
 
+/* ntfy topics follow the same rule as backend names. */
 static const char *
 check_ntfy_topic(const char *s, char *found, size_t sz)
 {
-  (void)found, (void)sz;
-  return chars_ok(s, 64, "_-", 0) ? NULL : "1 to 64 of A-Z a-z 0-9 _ -";
+  return check_backend_name(s, found, sz);
 }
 
 /* Basic auth joins user and password with ':'. */

@@ -222,6 +222,9 @@ daemon_run(const char *config_path)
     return 2;
   }
   daemon_apply_log_level(d.cfg);
+  /* The same warnings `camgate check` prints: an empty or wide-open
+   * config runs, but says so. */
+  config_print_warnings(d.cfg, stderr);
   signal(SIGPIPE, SIG_IGN);
   evthread_use_pthreads();
   mail_init();
