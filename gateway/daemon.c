@@ -187,16 +187,19 @@ daemon_free_event(struct event *ev)
 }
 
 /* Order matters: backends close first (what they had in flight goes back
- * to the spool), then the spool writes its queue, then the loop runs the
- * spool's last answers, then the scheduler's memory goes. */
+ * to the spool), then the spool writes its queue and runs its last
+ * answers, then the sessions and the rest go, the scheduler's memory
+ * last. */
 static void
 daemon_stop(struct daemon *d)
 {
-  smtp_server_free(d->smtp);
-  auth_workers_stop();
   if (d->delivery)
     delivery_close(d->delivery);
+  /* Before the sessions go: a message still being committed when the
+   * grace period ran out gets its answer while its session exists. */
   spool_close(d->spool);
+  smtp_server_free(d->smtp);
+  auth_workers_stop();
   notify_free(d->notify);
   delivery_free(d->delivery);
   daemon_free_event(d->sig_term);
