@@ -43,7 +43,6 @@
 
 #define EMAIL_ERR_LEN 256
 #define EMAIL_REPLY_LEN 200
-#define EMAIL_RESP_MAX (64 * 1024)
 #define EMAIL_CONNECT_TIMEOUT_S 30L
 #define EMAIL_RATE_SLOTS 600      /* max_per_minute's upper bound */
 
@@ -207,19 +206,6 @@ email_read_cb(char *buf, size_t size, size_t n, void *arg)
   memcpy(buf, d->payload + d->off, room);
   d->off += room;
   return room;
-}
-
-static size_t
-email_write_cb(char *p, size_t size, size_t n, void *arg)
-{
-  struct email_dlv *d = arg;
-
-  if (d->resp == NULL)
-    return size * n;
-  if (d->resp->len + size * n > EMAIL_RESP_MAX)
-    return 0;
-  g_string_append_len(d->resp, p, (gssize)(size * n));
-  return size * n;
 }
 
 /* Keeps the server's last reply line. Only what the server sends is
@@ -389,8 +375,8 @@ email_graph_setup(struct email_dlv *d, CURL *c, const char *token)
   free(url);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   d->resp = g_string_sized_new(256);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, email_write_cb);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, d);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, http_collect_body);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, d->resp);
   if (d->step == EMAIL_STEP_UPLOAD) {
     g_string_free(auth, TRUE);
     email_upload_setup(d, c);

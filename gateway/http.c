@@ -4,6 +4,7 @@
 #include "gateway/http.h"
 
 #include <event2/event.h>
+#include <glib.h>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -214,6 +215,19 @@ http_cancel(struct http *h, CURL *easy)
   curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
   http_unlink(h, x);
   free(x);
+}
+
+size_t
+http_collect_body(char *p, size_t size, size_t n, void *gstring)
+{
+  GString *body = gstring;
+
+  if (body == NULL)
+    return size * n;
+  if (body->len + size * n > HTTP_BODY_MAX)
+    return 0;
+  g_string_append_len(body, p, (gssize)(size * n));
+  return size * n;
 }
 
 int

@@ -30,6 +30,12 @@ void http_free(struct http *h);
 int http_start(struct http *h, CURL *easy, http_done_fn done, void *arg);
 /* Stops easy without its callback; a no-op when it is not running. */
 void http_cancel(struct http *h, CURL *easy);
+/* A CURLOPT_WRITEFUNCTION that appends the body to the GString given as
+ * CURLOPT_WRITEDATA (NULL: the body is dropped), and fails the transfer
+ * past HTTP_BODY_MAX bytes, so an answer cannot grow memory unbounded. */
+#define HTTP_BODY_MAX (64 * 1024)
+size_t http_collect_body(char *p, size_t size, size_t n, void *gstring);
+
 /* Transfers running. */
 int http_running(const struct http *h);
 

@@ -15,7 +15,6 @@
 #include "gateway/log.h"
 #include "gateway/token.h"
 
-#define OAUTH_RESP_MAX (64 * 1024)
 #define OAUTH_LINE_MAX 8192
 #define OAUTH_DEVICE_MAX_S 1800      /* never poll longer than this */
 #define OAUTH_DEVICE_INTERVAL_S 5    /* RFC 8628's default */
@@ -23,17 +22,6 @@
 #define OAUTH_MAX_TRANSIENT 10
 #define OAUTH_HTTP_TIMEOUT_S 30L
 #define OAUTH_DEVICE_GRANT "urn:ietf:params:oauth:grant-type:device_code"
-
-static size_t
-oauth_write_cb(char *p, size_t size, size_t n, void *arg)
-{
-  GString *resp = arg;
-
-  if (resp->len + size * n > OAUTH_RESP_MAX)
-    return 0;
-  g_string_append_len(resp, p, (gssize)(size * n));
-  return size * n;
-}
 
 /* POSTs form to url. Returns the HTTP status, 0 when no answer came (the
  * reason in err). resp gets the body. */
@@ -55,7 +43,7 @@ oauth_post(const struct email_conf *ec, const char *url, GString *form,
   curl_easy_setopt(c, CURLOPT_POSTFIELDS, form->str);
   curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)form->len);
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, oauth_write_cb);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, http_collect_body);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, resp);
   curl_easy_setopt(c, CURLOPT_TIMEOUT, OAUTH_HTTP_TIMEOUT_S);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);

@@ -20,7 +20,6 @@
 #include "gateway/log.h"
 
 #define TOKEN_FILE_MAX (64 * 1024)
-#define TOKEN_RESP_MAX (64 * 1024)
 #define TOKEN_DEFAULT_EXPIRES 3600
 #define TOKEN_EARLY_S 5            /* an access token this close is spent */
 #define TOKEN_MIN_WAIT_S 5         /* between two planned refreshes */
@@ -508,17 +507,6 @@ token_refresh_done(void *arg, CURL *easy, CURLcode rc, long status)
   k->changed(k->arg);
 }
 
-static size_t
-token_write_cb(char *p, size_t size, size_t n, void *arg)
-{
-  GString *resp = arg;
-
-  if (resp->len + size * n > TOKEN_RESP_MAX)
-    return 0;
-  g_string_append_len(resp, p, (gssize)(size * n));
-  return size * n;
-}
-
 static void
 token_refresh_start(struct token_keeper *k)
 {
@@ -535,7 +523,7 @@ token_refresh_start(struct token_keeper *k)
   curl_easy_setopt(k->easy, CURLOPT_POSTFIELDS, k->form->str);
   curl_easy_setopt(k->easy, CURLOPT_POSTFIELDSIZE, (long)k->form->len);
   curl_easy_setopt(k->easy, CURLOPT_HTTPHEADER, k->hdrs);
-  curl_easy_setopt(k->easy, CURLOPT_WRITEFUNCTION, token_write_cb);
+  curl_easy_setopt(k->easy, CURLOPT_WRITEFUNCTION, http_collect_body);
   curl_easy_setopt(k->easy, CURLOPT_WRITEDATA, k->resp);
   curl_easy_setopt(k->easy, CURLOPT_TIMEOUT, (long)TOKEN_HTTP_TIMEOUT_S);
   curl_easy_setopt(k->easy, CURLOPT_CONNECTTIMEOUT, 10L);

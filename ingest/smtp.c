@@ -318,10 +318,12 @@ smtp_build_event(struct smtp_session *s)
     mail_parse_mem(b->buf ? b->buf : "", b->len, &s->cfg->smtp, ev);
   }
   /* An e-mail backend in mode forward re-sends the message as it came. */
-  if (config_keeps_raw(s->cfg) && b->spill)
-    cam_event_set_raw_file(ev, b->path, s->cfg->smtp.max_size);
-  else if (config_keeps_raw(s->cfg))
-    cam_event_set_raw(ev, b->buf ? b->buf : "", b->len);
+  if (config_keeps_raw(s->cfg)) {
+    if (b->spill)
+      cam_event_set_raw_file(ev, b->path, s->cfg->smtp.max_size);
+    else
+      cam_event_set_raw(ev, b->buf ? b->buf : "", b->len);
+  }
   if (ev->kind == NULL)
     cam_event_set(&ev->kind, "alert");
   cam_event_set(&ev->source, "smtp");

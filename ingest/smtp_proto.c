@@ -1,7 +1,6 @@
 /* smtp_proto.c - see smtp_proto.h. */
 #include "ingest/smtp_proto.h"
 
-#include <ctype.h>
 #include <string.h>
 #include <strings.h>
 
