@@ -14,6 +14,7 @@
 
 #define DELIVERY_BATCH 64
 #define DELIVERY_TICK_MS 500
+#define DELIVERY_POLL_MS 50
 
 struct bk;
 
@@ -193,6 +194,10 @@ bk_start(struct bk *bk, const struct delivery *d)
   bk->ops->deliver(bk->state, f->ev, d->phase, delivery_done, f);
 }
 
+/* Starts what is due, then sleeps until the next thing can change that:
+ * a delivery's outcome written (delivery_written), a new event
+ * (delivery_kick), or the next try's time. A due delivery that is in flight
+ * already is not a reason to wake: its outcome is. */
 static void
 bk_dispatch(struct bk *bk)
 {
@@ -200,6 +205,7 @@ bk_dispatch(struct bk *bk)
   int64_t busy[256];
   size_t nbusy = 0;
   int64_t now = mono_ms();
+  int64_t next;
   int room;
   int n;
 
@@ -214,13 +220,21 @@ bk_dispatch(struct bk *bk)
     room = DELIVERY_BATCH;
   for (struct inflight *f = bk->inflight; f && nbusy < 256; f = f->next)
     busy[nbusy++] = f->d.id;
-  n = room > 0 && nbusy < 256
-        ? spool_due(bk->ds->spool, bk->name, now_ms(), busy, nbusy, due,
-                    (size_t)room)
-        : 0;
+  if (room <= 0 || nbusy >= 256) {
+    /* Full, or not connected: an outcome frees room, a reconnect or a
+     * rate window does not say so, hence the short poll of capacity()
+     * alone, without asking the spool. */
+    bk_arm(bk, DELIVERY_POLL_MS);
+    return;
+  }
+  n = spool_due(bk->ds->spool, bk->name, now_ms(), busy, nbusy, due,
+                (size_t)room);
   for (int i = 0; i < n; i++)
     bk_start(bk, &due[i]);
-  bk_arm(bk, spool_next_due(bk->ds->spool, bk->name) - now_ms());
+  next = spool_next_due(bk->ds->spool, bk->name) - now_ms();
+  /* Due now but not started: in flight, or no room left; either way an
+   * outcome comes first. */
+  bk_arm(bk, next <= 0 ? DELIVERY_POLL_MS : next);
 }
 
 static void

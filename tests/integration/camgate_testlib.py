@@ -733,6 +733,12 @@ class Camgate:
   def hup(self):
     self.proc.send_signal(signal.SIGHUP)
 
+  def cpu_seconds(self):
+    """User plus system CPU time the process has used, all threads."""
+    with open("/proc/%d/stat" % self.proc.pid) as f:
+      fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
   def log(self):
     try:
       with open(self.log_path, "rb") as f:

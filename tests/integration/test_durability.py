@@ -99,6 +99,24 @@ class Durability(lib.EventAsserts, unittest.TestCase):
               for e in evs if e["camera"] == cam]
       self.assertEqual(seqs, [0, 1, 2, 3, 4], "%s out of order" % cam)
 
+  def test_broker_down_alert_waits_without_spinning(self):
+    """A delivery that cannot go out (broker down) must wait on a timer,
+    not on a loop that asks the spool again at once: camgate stays near
+    idle while the alert waits."""
+    tag = "idle-%d" % time.time_ns()
+    self.mosq.stop()
+    self.assertEqual(self.send("cam-shed", tag).code, 250)
+    lib.wait_until(lambda: False, 0.5)
+    before = self.gw.cpu_seconds()
+    lib.wait_until(lambda: False, 3.0)
+    used = self.gw.cpu_seconds() - before
+    # A busy loop costs a whole core, 3 s here; waiting costs almost 0.
+    self.assertLess(used, 0.6, "camgate used %.2f s of CPU in 3 s while "
+                    "its only delivery waited for the broker" % used)
+    self.mosq.start()
+    self.assertTrue(lib.wait_until(lambda: len(self.events_with(tag)) == 1,
+                                   30), "the waiting alert never arrived")
+
   def test_start_with_broker_down_then_broker_up(self):
     """Like the kill -9 case without the kill: camgate (re)started while
     the broker is down must connect once the broker is back."""
