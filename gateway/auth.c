@@ -402,8 +402,17 @@ struct auth_job {
   int ok;                          /* set by the worker */
   auth_done_fn done;               /* NULL once cancelled */
   void *arg;
-  struct auth_job *next;
+  struct auth_job *next;           /* in the workers' queue */
+  /* Loop thread only: checks of the same login and password that came
+   * while this one was running wait for its verdict instead of paying
+   * for a crypt(3) of their own (ten channels of one NVR logging in at
+   * once cost one check). A follower has no password and is never
+   * queued. */
+  struct auth_job *followers;
+  struct auth_job *pending_next;   /* in auth_pending, leaders only */
 };
+
+static struct auth_job *auth_pending;  /* leaders not yet answered */
 
 struct auth_pool {
   pthread_mutex_t lock;
@@ -434,6 +443,29 @@ auth_job_free(struct auth_job *job)
   free(job);
 }
 
+/* Answers job and everyone waiting on it with cam, then frees them. */
+static void
+auth_job_answer(struct auth_job *job, const struct camera_conf *cam)
+{
+  struct auth_job **pp = &auth_pending;
+
+  while (*pp && *pp != job)
+    pp = &(*pp)->pending_next;
+  if (*pp)
+    *pp = job->pending_next;
+  if (job->done)
+    job->done(job->arg, cam);
+  while (job->followers) {
+    struct auth_job *f = job->followers;
+
+    job->followers = f->followers;
+    if (f->done)
+      f->done(f->arg, cam);
+    free(f);
+  }
+  auth_job_free(job);
+}
+
 /* On the loop thread: the worker's verdict arrives. The success cache is
  * filled here, never by a worker. */
 static void
@@ -444,9 +476,7 @@ auth_job_finish(void *arg)
 
   if (cam && job->have_key)
     auth_cache_add(job->key);
-  if (job->done)
-    job->done(job->arg, cam);
-  auth_job_free(job);
+  auth_job_answer(job, cam);
 }
 
 static void *
@@ -511,9 +541,7 @@ auth_workers_stop(void)
    * answered as failures (a success could not be used any more). */
   while ((job = auth_pool.head) != NULL) {
     auth_pool.head = job->next;
-    if (job->done)
-      job->done(job->arg, NULL);
-    auth_job_free(job);
+    auth_job_answer(job, NULL);
   }
   auth_pool.tail = NULL;
   auth_pool.notify = NULL;
@@ -540,6 +568,20 @@ auth_check_start(struct config *cfg, const char *user, const char *password,
       free(job);
       return cam;
     }
+    for (struct auth_job *l = auth_pending; job->have_key && l;
+         l = l->pending_next) {
+      if (l->cfg == cfg && l->have_key &&
+          CRYPTO_memcmp(l->key, job->key, AUTH_DIGEST_LEN) == 0) {
+        OPENSSL_cleanse(job->key, sizeof(job->key));
+        memset(job, 0, sizeof(*job));
+        job->done = done;
+        job->arg = arg;
+        job->followers = l->followers;
+        l->followers = job;
+        *jobp = job;
+        return NULL;
+      }
+    }
   }
   job->cfg = config_ref(cfg);
   job->cam = cam;
@@ -547,6 +589,10 @@ auth_check_start(struct config *cfg, const char *user, const char *password,
   job->hash = xstrdup(cam ? cam->smtp_password_hash : auth_dummy_hash);
   job->done = done;
   job->arg = arg;
+  if (job->have_key) {
+    job->pending_next = auth_pending;
+    auth_pending = job;
+  }
   pthread_mutex_lock(&auth_pool.lock);
   if (auth_pool.tail)
     auth_pool.tail->next = job;

@@ -191,6 +191,39 @@ test_cancelled_never_calls_back(void **state)
   assert_int_equal(a[0].called, 0);
 }
 
+/* Ten channels of one NVR log in at once: one crypt(3) answers them all,
+ * a different password is checked on its own, and a session that went
+ * away while waiting hears nothing. */
+static void
+test_same_login_at_once_costs_one_check(void **state)
+{
+  struct fixture *f = *state;
+  struct answer a[7];
+  struct auth_job *job[7];
+  unsigned long before = auth_crypt_calls();
+
+  memset(a, 0, sizeof(a));
+  for (int i = 0; i < 5; i++) {
+    assert_null(auth_check_start(f->cfg, "front-door", "s3cret!", answer_cb,
+                                 &a[i], &job[i]));
+    assert_non_null(job[i]);
+  }
+  assert_null(auth_check_start(f->cfg, "front-door", "s3cret?", answer_cb,
+                               &a[5], &job[5]));
+  assert_null(auth_check_start(f->cfg, "front-door", "s3cret!", answer_cb,
+                               &a[6], &job[6]));
+  auth_job_cancel(job[6]);
+  wait_answers(f, a, 6);
+  for (int i = 0; i < 5; i++) {
+    assert_int_equal(a[i].called, 1);
+    assert_ptr_equal(a[i].cam, &f->cfg->cameras[0]);
+  }
+  assert_int_equal(a[5].called, 1);
+  assert_null(a[5].cam);
+  assert_int_equal(a[6].called, 0);
+  assert_int_equal(auth_crypt_calls() - before, 2);
+}
+
 int
 main(void)
 {
@@ -200,6 +233,8 @@ main(void)
     cmocka_unit_test_setup_teardown(test_cache_hit_answers_at_once,
                                     fixture_setup, fixture_teardown),
     cmocka_unit_test_setup_teardown(test_cancelled_never_calls_back,
+                                    fixture_setup, fixture_teardown),
+    cmocka_unit_test_setup_teardown(test_same_login_at_once_costs_one_check,
                                     fixture_setup, fixture_teardown),
   };
 
