@@ -67,6 +67,15 @@ bk_arm(struct bk *bk, int64_t ms)
   evtimer_add(bk->timer, &tv);
 }
 
+/* Dispatches on the loop's next turn: the outcomes and events of one
+ * spool batch arrive together and cost one look at the spool, not one
+ * each. */
+static void
+bk_soon(struct bk *bk)
+{
+  bk_arm(bk, 0);
+}
+
 static void
 bk_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -102,7 +111,7 @@ delivery_written(void *arg, int ok)
   bk_unlink(bk, f);
   free(f);
   if (bk->state && !bk->ds->closed)
-    bk_dispatch(bk);
+    bk_soon(bk);
 }
 
 static int64_t
@@ -415,7 +424,8 @@ void
 delivery_kick(struct delivery_sched *ds)
 {
   for (struct bk *bk = ds->bks; bk; bk = bk->next)
-    bk_dispatch(bk);
+    if (bk->state && !ds->closed)
+      bk_soon(bk);
 }
 
 int

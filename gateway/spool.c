@@ -24,8 +24,11 @@
 #include "gateway/notify.h"
 #include "gateway/ratelimit.h"
 
-/* Attachments larger than this go to a file beside the database. */
-#define SPOOL_INLINE_MAX (1024 * 1024)
+/* Attachments larger than this go to a file beside the database: a
+ * snapshot written once to a file costs less than the same bytes through
+ * the WAL and again at the checkpoint, and it keeps the checkpoints, which
+ * stall a commit, small. */
+#define SPOOL_INLINE_MAX (32 * 1024)
 #define SPOOL_RAW_SEQ (-1)     /* attachments.seq of the camera's message */
 /* Rate-limit state untouched this long is forgotten: longer than any
  * cooldown, bucket period or day it could still matter for. */
@@ -73,12 +76,20 @@ struct job {
  * for every alert cost more than running it. Each cache belongs to one
  * connection and so to one thread. */
 #define SPOOL_STMTS 48
-#define SPOOL_RECENT 32
+/* The cache of just-stored events holds at most this many, and at most
+ * this many bytes of pictures: a batch at 10 sessions fits easily. */
+#define SPOOL_RECENT 64
+#define SPOOL_RECENT_BYTES (4u << 20)
 
 struct stmt_cache {
   const char *sql[SPOOL_STMTS];  /* the literal's address is the key */
   sqlite3_stmt *st[SPOOL_STMTS];
   size_t n;
+};
+
+struct batch_file {
+  int fd;
+  char *path;
 };
 
 struct spool {
@@ -93,7 +104,10 @@ struct spool {
   struct job *tail;
   int stopping;
   char *fail_path;           /* CAMGATE_SPOOL_FAIL, for tests */
-  int wrote_files;           /* this batch made files under att/ */
+  /* Files this batch wrote under att/, still open: they are synced
+   * together just before the commit. */
+  struct batch_file *files;
+  size_t nfiles, capfiles;
   int lock_fd;               /* flock on dir/lock: one camgate per spool */
   struct stmt_cache wcache;  /* writer thread's prepared statements */
   int sync_full;             /* writer's synchronous is FULL now */
@@ -102,6 +116,7 @@ struct spool {
    * thread only. */
   struct cam_event *recent[SPOOL_RECENT];
   size_t nrecent;
+  size_t recent_bytes;
   struct stmt_cache rcache;  /* main thread's */
 };
 
@@ -198,8 +213,8 @@ spool_exec(sqlite3 *db, const char *sql)
   return 0;
 }
 
-/* Writes data to dir/att/<event>-<seq> and fsyncs it. Returns the path
- * (caller frees) or NULL. */
+/* Writes data to dir/att/<event>-<seq>, kept open for the batch's sync
+ * (spool_sync_files). Returns the path (caller frees) or NULL. */
 static char *
 spool_write_file(struct spool *sp, int64_t event_id, size_t seq,
                  const unsigned char *data, size_t len)
@@ -224,34 +239,66 @@ spool_write_file(struct spool *sp, int64_t event_id, size_t seq,
       break;
     off += (size_t)w;
   }
-  if (off != len || fsync(fd) != 0) {
-    log_error("spool", "file=%s error=\"%s\"", path, strerror(errno));
+  if (off != len) {
+    log_error("spool", "file=%s error=\"%s\"", path,
+              off < len && errno ? strerror(errno) : "short write");
     close(fd);
     unlink(path);
     return NULL;
   }
-  close(fd);
-  sp->wrote_files = 1;
+  if (sp->nfiles == sp->capfiles) {
+    sp->capfiles = sp->capfiles ? sp->capfiles * 2 : 16;
+    sp->files = xrealloc(sp->files, sp->capfiles * sizeof(*sp->files));
+  }
+  sp->files[sp->nfiles].fd = fd;
+  sp->files[sp->nfiles].path = xstrdup(path);
+  sp->nfiles++;
   return xstrdup(path);
 }
 
-/* A new file's name is durable only once its directory is synced. */
+/* Forgets the batch's files from the mark-th on; unlinks them too when
+ * what they belonged to was rolled back. */
+static void
+spool_drop_files(struct spool *sp, size_t mark, int remove)
+{
+  while (sp->nfiles > mark) {
+    struct batch_file *f = &sp->files[--sp->nfiles];
+
+    close(f->fd);
+    if (remove)
+      unlink(f->path);
+    free(f->path);
+  }
+}
+
+/* Makes the batch's files durable before the commit that names them:
+ * each file's data, then the directory holding their names. One pass
+ * for the batch lets the file system write them out together. */
 static int
-spool_sync_dir(struct spool *sp)
+spool_sync_files(struct spool *sp)
 {
   char path[4096];
   int fd;
-  int rc;
+  int rc = 0;
 
-  if (!sp->wrote_files)
+  if (sp->nfiles == 0)
     return 0;
-  sp->wrote_files = 0;
-  snprintf(path, sizeof(path), "%s/att", sp->dir);
-  fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return -1;
-  rc = fsync(fd);
-  close(fd);
+  for (size_t i = 0; i < sp->nfiles && rc == 0; i++)
+    if (fdatasync(sp->files[i].fd) != 0) {
+      log_error("spool", "file=%s error=\"%s\"", sp->files[i].path,
+                strerror(errno));
+      rc = -1;
+    }
+  if (rc == 0) {
+    snprintf(path, sizeof(path), "%s/att", sp->dir);
+    fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0) {
+      log_error("spool", "dir=%s error=\"%s\"", path, strerror(errno));
+      rc = -1;
+    }
+    if (fd >= 0)
+      close(fd);
+  }
   return rc;
 }
 
@@ -707,31 +754,51 @@ spool_job_free(struct job *j)
   free(j);
 }
 
-/* Runs on the main loop: tells the submitter how its job went. */
+static size_t
+spool_event_bytes(const struct cam_event *ev)
+{
+  size_t n = ev->raw_len;
+
+  for (size_t i = 0; i < ev->natt; i++)
+    n += ev->att[i].len;
+  return n;
+}
+
+static void
+spool_recent_drop(struct spool *sp, size_t i, int free_it)
+{
+  sp->recent_bytes -= spool_event_bytes(sp->recent[i]);
+  if (free_it)
+    cam_event_free(sp->recent[i]);
+  memmove(sp->recent + i, sp->recent + i + 1,
+          (sp->nrecent - i - 1) * sizeof(sp->recent[0]));
+  sp->nrecent--;
+}
+
+/* Keeps ev for its first delivery, or frees it when it is too big to be
+ * worth keeping; the oldest make room. */
 static void
 spool_recent_put(struct spool *sp, struct cam_event *ev)
 {
-  if (sp->nrecent == SPOOL_RECENT) {
-    cam_event_free(sp->recent[0]);
-    memmove(sp->recent, sp->recent + 1,
-            (SPOOL_RECENT - 1) * sizeof(sp->recent[0]));
-    sp->nrecent--;
+  size_t bytes = spool_event_bytes(ev);
+
+  if (bytes > SPOOL_RECENT_BYTES) {
+    cam_event_free(ev);
+    return;
   }
+  while (sp->nrecent > 0 && (sp->nrecent == SPOOL_RECENT ||
+                             sp->recent_bytes + bytes > SPOOL_RECENT_BYTES))
+    spool_recent_drop(sp, 0, 1);
   sp->recent[sp->nrecent++] = ev;
+  sp->recent_bytes += bytes;
 }
 
 static void
 spool_recent_prune(struct spool *sp, int64_t cutoff)
 {
-  size_t k = 0;
-
-  for (size_t i = 0; i < sp->nrecent; i++) {
+  for (size_t i = sp->nrecent; i-- > 0;)
     if (sp->recent[i]->recv_time < cutoff)
-      cam_event_free(sp->recent[i]);
-    else
-      sp->recent[k++] = sp->recent[i];
-  }
-  sp->nrecent = k;
+      spool_recent_drop(sp, i, 1);
 }
 
 /* Returns the event and forgets it (the caller owns it), or NULL. */
@@ -742,37 +809,45 @@ spool_recent_take(struct spool *sp, int64_t id)
     struct cam_event *ev = sp->recent[i];
 
     if (ev->id == id) {
-      memmove(sp->recent + i, sp->recent + i + 1,
-              (sp->nrecent - i - 1) * sizeof(sp->recent[0]));
-      sp->nrecent--;
+      spool_recent_drop(sp, i, 0);
       return ev;
     }
   }
   return NULL;
 }
 
+/* Runs on the main loop when a batch is committed (or failed): tells each
+ * submitter how its job went, in order. */
 static void
-spool_job_done(void *arg)
+spool_batch_done(void *arg)
 {
-  struct job *j = arg;
+  struct job *batch = arg;
 
-  /* Into the cache before the submitter hears of it: its answer starts
-   * the deliveries that read it. */
-  if (j->type == JOB_EVENT && j->ok && j->ev) {
-    j->ev->id = j->event_id;
-    spool_recent_put(j->sp, j->ev);
-    j->ev = NULL;
+  /* Every event of the batch goes into the cache before any submitter
+   * hears of it: the first answer starts deliveries for the whole batch,
+   * which the database already shows. */
+  for (struct job *j = batch; j; j = j->next) {
+    if (j->type == JOB_EVENT && j->ok && j->ev) {
+      j->ev->id = j->event_id;
+      spool_recent_put(j->sp, j->ev);
+      j->ev = NULL;
+    }
   }
-  /* Pruned events must not come back from the cache. Dropping every
-   * cached event past the cutoff may drop one still pending; it is then
-   * read from the database. */
-  if (j->type == JOB_PRUNE && j->ok)
-    spool_recent_prune(j->sp, now_ms() - j->retention_s * 1000);
-  if (j->type == JOB_EVENT && j->stored)
-    j->stored(j->arg, j->ok, j->ok ? j->event_id : 0);
-  else if (j->type == JOB_UPDATE && j->written)
-    j->written(j->arg, j->ok);
-  spool_job_free(j);
+  while (batch) {
+    struct job *j = batch;
+
+    batch = j->next;
+    /* Pruned events must not come back from the cache. Dropping every
+     * cached event past the cutoff may drop one still pending; it is
+     * then read from the database. */
+    if (j->type == JOB_PRUNE && j->ok)
+      spool_recent_prune(j->sp, now_ms() - j->retention_s * 1000);
+    if (j->type == JOB_EVENT && j->stored)
+      j->stored(j->arg, j->ok, j->ok ? j->event_id : 0);
+    else if (j->type == JOB_UPDATE && j->written)
+      j->written(j->arg, j->ok);
+    spool_job_free(j);
+  }
 }
 
 /* Runs one statement on the writer connection from the cache. */
@@ -821,20 +896,24 @@ spool_write_batch(struct spool *sp, struct job *batch)
   for (struct job *j = batch; j; j = j->next)
     n++;
   for (struct job *j = batch; ok && j; j = j->next) {
+    size_t mark = sp->nfiles;
+
     spool_wexec(sp, "SAVEPOINT job");
     j->ok = spool_write_job(sp, j) == 0;
-    if (!j->ok)
+    if (!j->ok) {
       spool_wexec(sp, "ROLLBACK TO job");
+      spool_drop_files(sp, mark, 1);
+    }
     spool_wexec(sp, "RELEASE job");
   }
-  if (ok && spool_sync_dir(sp) != 0) {
-    log_error("spool", "dir=%s/att error=\"%s\"", sp->dir, strerror(errno));
+  if (ok && spool_sync_files(sp) != 0) {
     spool_wexec(sp, "ROLLBACK");
     ok = 0;
   } else if (ok && spool_wexec(sp, "COMMIT") != 0) {
     spool_wexec(sp, "ROLLBACK");
     ok = 0;
   }
+  spool_drop_files(sp, 0, !ok);
   if (!ok) {
     log_error("spool", "batch=%zu commit=failed msg=\"nothing in this "
               "batch is acknowledged; cameras get 451 and send again; "
@@ -844,13 +923,7 @@ spool_write_batch(struct spool *sp, struct job *batch)
   } else {
     log_debug("spool", "batch=%zu committed", n);
   }
-  while (batch) {
-    struct job *next = batch->next;
-
-    batch->next = NULL;
-    notify_post(sp->notify, spool_job_done, batch);
-    batch = next;
-  }
+  notify_post(sp->notify, spool_batch_done, batch);
 }
 
 static void *
@@ -1023,7 +1096,7 @@ spool_close(struct spool *sp)
   /* The writer's last answers reach their sessions while sp lives. */
   notify_run_pending(sp->notify);
   while (sp->nrecent)
-    cam_event_free(sp->recent[--sp->nrecent]);
+    spool_recent_drop(sp, sp->nrecent - 1, 1);
   spool_cache_free(&sp->rcache);
   spool_cache_free(&sp->wcache);
   sqlite3_close(sp->rdb);
@@ -1032,6 +1105,7 @@ spool_close(struct spool *sp)
   pthread_cond_destroy(&sp->cond);
   if (sp->lock_fd >= 0)
     close(sp->lock_fd);
+  free(sp->files);
   free(sp->fail_path);
   free(sp->dir);
   free(sp);
