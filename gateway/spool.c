@@ -24,11 +24,17 @@
 #include "gateway/notify.h"
 #include "gateway/ratelimit.h"
 
-/* Attachments larger than this go to a file beside the database: a
- * snapshot written once to a file costs less than the same bytes through
- * the WAL and again at the checkpoint, and it keeps the checkpoints, which
- * stall a commit, small. */
-#define SPOOL_INLINE_MAX (32 * 1024)
+/* Attachments larger than this go to a file beside the database, synced
+ * with the batch that names them. Smaller ones are rows: creating and
+ * deleting a file per snapshot cost the kernel more than the bytes'
+ * second trip through the checkpoint. */
+#define SPOOL_INLINE_MAX (1024 * 1024)
+/* The WAL is copied into the database by a thread of its own once it
+ * holds this many pages (4 MB at SQLite's default page size), so a commit
+ * never waits for a checkpoint; past the second figure (a checkpoint kept
+ * from finishing) the writer checkpoints itself. */
+#define SPOOL_CKPT_PAGES 1000
+#define SPOOL_CKPT_FORCE_PAGES 16000
 #define SPOOL_RAW_SEQ (-1)     /* attachments.seq of the camera's message */
 /* Rate-limit state untouched this long is forgotten: longer than any
  * cooldown, bucket period or day it could still matter for. */
@@ -110,6 +116,11 @@ struct spool {
   size_t nfiles, capfiles;
   int lock_fd;               /* flock on dir/lock: one camgate per spool */
   struct stmt_cache wcache;  /* writer thread's prepared statements */
+  sqlite3 *cdb;              /* checkpointer thread only */
+  pthread_t ckpt_thread;
+  int ckpt_started;
+  pthread_cond_t ckpt_cond;  /* wakes the checkpointer, with lock */
+  int ckpt_wanted;           /* under lock */
   int sync_full;             /* writer's synchronous is FULL now */
   /* Events just stored, kept for their first delivery so it need not read
    * back from the database what it had in memory a moment ago. Main
@@ -926,6 +937,61 @@ spool_write_batch(struct spool *sp, struct job *batch)
   notify_post(sp->notify, spool_batch_done, batch);
 }
 
+/* After each commit on the writer's connection: wakes the checkpointer
+ * once the WAL is big enough to be worth copying. */
+static int
+spool_wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+  struct spool *sp = arg;
+
+  (void)db;
+  (void)name;
+  if (pages >= SPOOL_CKPT_FORCE_PAGES) {
+    log_warn("spool", "wal_pages=%d msg=\"checkpointing on the writer: "
+             "the WAL grew past its limit\"", pages);
+    sqlite3_wal_checkpoint_v2(sp->wdb, NULL, SQLITE_CHECKPOINT_PASSIVE,
+                              NULL, NULL);
+  } else if (pages >= SPOOL_CKPT_PAGES) {
+    pthread_mutex_lock(&sp->lock);
+    sp->ckpt_wanted = 1;
+    pthread_cond_signal(&sp->ckpt_cond);
+    pthread_mutex_unlock(&sp->lock);
+  }
+  return SQLITE_OK;
+}
+
+/* Copies the WAL into the database while the writer goes on committing
+ * (a passive checkpoint takes no lock a writer needs). */
+static void *
+spool_checkpointer(void *arg)
+{
+  struct spool *sp = arg;
+
+  pthread_mutex_lock(&sp->lock);
+  for (;;) {
+    int rc;
+    int logged = 0;
+    int copied = 0;
+
+    while (!sp->ckpt_wanted && !sp->stopping)
+      pthread_cond_wait(&sp->ckpt_cond, &sp->lock);
+    if (sp->stopping)
+      break;
+    sp->ckpt_wanted = 0;
+    pthread_mutex_unlock(&sp->lock);
+    rc = sqlite3_wal_checkpoint_v2(sp->cdb, NULL, SQLITE_CHECKPOINT_PASSIVE,
+                                   &logged, &copied);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+      log_error("spool", "checkpoint error=\"%s\"", sqlite3_errmsg(sp->cdb));
+    else
+      log_debug("spool", "checkpoint wal_pages=%d copied=%d", logged,
+                copied);
+    pthread_mutex_lock(&sp->lock);
+  }
+  pthread_mutex_unlock(&sp->lock);
+  return NULL;
+}
+
 static void *
 spool_writer(void *arg)
 {
@@ -1044,6 +1110,7 @@ spool_open(const char *dir, struct notify *n, char *err, size_t errsz)
     sp->fail_path = xstrdup(fail);
   pthread_mutex_init(&sp->lock, NULL);
   pthread_cond_init(&sp->cond, NULL);
+  pthread_cond_init(&sp->ckpt_cond, NULL);
   snprintf(path, sizeof(path), "%s/att", dir);
   if (spool_mkdir(dir, err, errsz) != 0 || spool_lock(sp, err, errsz) ||
       spool_mkdir(path, err, errsz))
@@ -1065,15 +1132,33 @@ spool_open(const char *dir, struct notify *n, char *err, size_t errsz)
                           err, errsz);
   if (sp->rdb == NULL)
     goto fail;
+  sp->cdb = spool_db_open(path, SQLITE_OPEN_READWRITE,
+                          "PRAGMA synchronous=FULL;", err, errsz);
+  if (sp->cdb == NULL)
+    goto fail;
+  sqlite3_wal_hook(sp->wdb, spool_wal_hook, sp);
+  if (pthread_create(&sp->ckpt_thread, NULL, spool_checkpointer, sp) != 0) {
+    snprintf(err, errsz, "cannot start the spool checkpointer");
+    goto fail;
+  }
+  sp->ckpt_started = 1;
   if (pthread_create(&sp->thread, NULL, spool_writer, sp) != 0) {
     snprintf(err, errsz, "cannot start the spool writer");
     goto fail;
   }
   return sp;
 fail:
+  if (sp->ckpt_started) {
+    pthread_mutex_lock(&sp->lock);
+    sp->stopping = 1;
+    pthread_cond_signal(&sp->ckpt_cond);
+    pthread_mutex_unlock(&sp->lock);
+    pthread_join(sp->ckpt_thread, NULL);
+  }
   spool_cache_free(&sp->rcache);
   spool_cache_free(&sp->wcache);
   sqlite3_close(sp->rdb);
+  sqlite3_close(sp->cdb);
   sqlite3_close(sp->wdb);
   if (sp->lock_fd >= 0)
     close(sp->lock_fd);
@@ -1091,8 +1176,11 @@ spool_close(struct spool *sp)
   pthread_mutex_lock(&sp->lock);
   sp->stopping = 1;
   pthread_cond_signal(&sp->cond);
+  pthread_cond_signal(&sp->ckpt_cond);
   pthread_mutex_unlock(&sp->lock);
   pthread_join(sp->thread, NULL);
+  if (sp->ckpt_started)
+    pthread_join(sp->ckpt_thread, NULL);
   /* The writer's last answers reach their sessions while sp lives. */
   notify_run_pending(sp->notify);
   while (sp->nrecent)
@@ -1100,9 +1188,11 @@ spool_close(struct spool *sp)
   spool_cache_free(&sp->rcache);
   spool_cache_free(&sp->wcache);
   sqlite3_close(sp->rdb);
+  sqlite3_close(sp->cdb);
   sqlite3_close(sp->wdb);
   pthread_mutex_destroy(&sp->lock);
   pthread_cond_destroy(&sp->cond);
+  pthread_cond_destroy(&sp->ckpt_cond);
   if (sp->lock_fd >= 0)
     close(sp->lock_fd);
   free(sp->files);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -189,6 +190,30 @@ test_large_attachment_file(void **state)
   cam_event_free(ev);
 }
 
+/* Snapshots go through the WAL; the checkpointer thread copies it into
+ * the database as it fills, so the WAL file is reused rather than growing
+ * with everything ever written (15 MB here, in 6 batches). */
+static void
+test_wal_stays_bounded(void **state)
+{
+  struct fixture *f = *state;
+  struct route r = {.backend = "ha", .rule = "all"};
+  char path[300];
+  struct stat st;
+
+  for (int b = 0; b < 6; b++) {
+    for (int i = 0; i < 10; i++)
+      spool_submit(f->sp, make_event("wal", 250 * 1024), &r, 1, on_stored,
+                   f);
+    run_until(f, &f->stored, (b + 1) * 10);
+    usleep(100000);
+  }
+  assert_int_equal(f->ok, 60);
+  snprintf(path, sizeof(path), "%s/spool.db-wal", f->dir);
+  assert_int_equal(stat(path, &st), 0);
+  assert_true(st.st_size < 10 * 1024 * 1024);
+}
+
 /* The camera's own message (mode forward) comes back as ev->raw, not as
  * an attachment: in the row when small, in a file beside the large
  * attachment when large; an event without one has none. */
@@ -322,6 +347,8 @@ main(void)
     cmocka_unit_test_setup_teardown(test_large_attachment_file, setup,
                                     teardown),
     cmocka_unit_test_setup_teardown(test_raw_message, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_wal_stays_bounded, setup,
+                                    teardown),
     cmocka_unit_test_setup_teardown(test_update_and_reopen, setup,
                                     teardown),
     cmocka_unit_test_setup_teardown(test_injected_failure, setup, teardown),
