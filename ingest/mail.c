@@ -334,6 +334,46 @@ mail_html_text(const char *html)
   return text;
 }
 
+/* Base64 content (nearly every camera snapshot) is decoded by GMime's
+ * decoder straight into one buffer of the right size: the generic path
+ * below grows a GByteArray through a filter stream and then copies it.
+ * Returns NULL, having read nothing, when the content is not base64 or
+ * its length is unknown. */
+static unsigned char *
+mail_part_base64(GMimeDataWrapper *dw, size_t *len)
+{
+  GMimeStream *src = g_mime_data_wrapper_get_stream(dw);
+  GMimeEncoding state;
+  gint64 srclen;
+  unsigned char *out;
+  size_t cap, n = 0;
+  char buf[16384];
+  ssize_t r;
+
+  if (g_mime_data_wrapper_get_encoding(dw) != GMIME_CONTENT_ENCODING_BASE64 ||
+      src == NULL || (srclen = g_mime_stream_length(src)) < 0 ||
+      g_mime_stream_reset(src) != 0)
+    return NULL;
+  g_mime_encoding_init_decode(&state, GMIME_CONTENT_ENCODING_BASE64);
+  /* Four characters make at most three bytes; the decoder may hold up to
+   * three back between steps. */
+  cap = ((size_t)srclen / 4 + 2) * 3 + 1;
+  out = xmalloc(cap);
+  while ((r = g_mime_stream_read(src, buf, sizeof(buf))) > 0) {
+    size_t need = n + g_mime_encoding_outlen(&state, (size_t)r) + 1;
+
+    if (need > cap) {
+      cap = need;
+      out = xrealloc(out, cap);
+    }
+    n += g_mime_encoding_step(&state, buf, (size_t)r, (char *)out + n);
+  }
+  g_mime_stream_reset(src);
+  out[n] = '\0';
+  *len = n;
+  return out;
+}
+
 /* The part's content with the transfer encoding undone. Returns an
  * xmalloc'd buffer of *len bytes (NUL-terminated for text use), or NULL
  * when the part has no content. */
@@ -348,6 +388,9 @@ mail_part_bytes(GMimePart *part, size_t *len)
   *len = 0;
   if (dw == NULL)
     return NULL;
+  out = mail_part_base64(dw, len);
+  if (out != NULL)
+    return out;
   mem = g_mime_stream_mem_new();
   if (g_mime_data_wrapper_write_to_stream(dw, mem) >= 0) {
     ba = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem));
