@@ -110,6 +110,13 @@ email_compose_attach(const struct email_conf *ec,
     struct snapshot *t = NULL;
     size_t need;
 
+    /* A picture kept in a file is read here, into the event, for the
+     * message or the upload; one that cannot be read is left out. */
+    if (attachment_data(a) == NULL) {
+      g_string_append_printf(text, "\n[%s (%zu bytes) left out: camgate "
+                             "could not read it back]\n", name, a->len);
+      continue;
+    }
     if (ec->thumbnail_over > 0 && a->len > ec->thumbnail_over)
       t = email_thumbnail(ec, ev, i);
     if (t == NULL && upload_min > 0 && a->len >= upload_min &&
@@ -185,6 +192,8 @@ email_content_part(const struct email_content *c,
   const struct snapshot *t = c->thumb[i];
 
   *out = ev->att[i];
+  out->path = NULL;
+  out->owns_file = 0;
   if (t == NULL)
     return;
   out->content_type = (char *)t->content_type;

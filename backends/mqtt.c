@@ -47,6 +47,9 @@
 #define MQTT_MAX_CAMERAS 4096
 #define MQTT_MAX_KINDS 64
 #define MQTT_ERR_LEN 160
+/* Pictures published as the camera sent them up to this size; a larger
+ * one would be read into memory and copied again by libmosquitto. */
+#define MQTT_PICTURE_MAX (4u << 20)
 /* MQTT's remaining-length limit, less room for the topic and header. */
 #define MQTT_MAX_PAYLOAD (268435455 - 65536)
 #define MQTT_ORIGIN_URL "https://example.invalid/camgate"
@@ -1325,9 +1328,22 @@ mqtt_pub_snapshot(struct mqtt *m, struct mqtt_dlv *d,
   int w = 0, h = 0;
   int rc;
 
-  if (m->mc->snapshot == NULL)
-    return att && att->len ? mqtt_pub(m, d, topic, att->data, att->len, 1)
-                           : MOSQ_ERR_SUCCESS;
+  if (m->mc->snapshot == NULL) {
+    const unsigned char *bytes;
+
+    if (att == NULL || att->len == 0)
+      return MOSQ_ERR_SUCCESS;
+    if (att->len > MQTT_PICTURE_MAX) {
+      log_info("mqtt", "backend=%s event=%" PRId64 " bytes=%zu "
+               "msg=\"picture over 4 MB not published; snapshot: WxH "
+               "publishes a thumbnail of it\"", m->name, ev->id,
+               att->len);
+      return MOSQ_ERR_SUCCESS;
+    }
+    bytes = attachment_data(att);
+    return bytes ? mqtt_pub(m, d, topic, bytes, att->len, 1)
+                 : MOSQ_ERR_SUCCESS;
+  }
   if (config_parse_snapshot(m->mc->snapshot, &w, &h) < 0 || w < 0)
     return MOSQ_ERR_SUCCESS;
   s = snapshot_get(ev, w, h, m->mc->quality);

@@ -1,10 +1,12 @@
 /* event.c - see event.h. */
 #include "gateway/event.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "gateway/log.h"
 
@@ -33,6 +35,9 @@ cam_event_free(struct cam_event *ev)
     free(ev->att[i].name);
     free(ev->att[i].content_type);
     free(ev->att[i].data);
+    if (ev->att[i].owns_file && ev->att[i].path)
+      unlink(ev->att[i].path);
+    free(ev->att[i].path);
   }
   free(ev->att);
   for (size_t i = 0; i < ev->nlabels; i++) {
@@ -65,6 +70,49 @@ cam_event_add_attachment_owned(struct cam_event *ev, const char *name,
                                          : "application/octet-stream");
   a->data = data;
   a->len = len;
+  a->path = NULL;
+  a->owns_file = 0;
+}
+
+void
+cam_event_add_attachment_file(struct cam_event *ev, const char *name,
+                              const char *content_type, const char *path,
+                              size_t len)
+{
+  struct attachment *a;
+
+  cam_event_add_attachment_owned(ev, name, content_type, NULL, len);
+  a = &ev->att[ev->natt - 1];
+  a->path = xstrdup(path);
+  a->owns_file = 1;
+}
+
+const unsigned char *
+attachment_data(const struct attachment *a)
+{
+  struct attachment *w = (struct attachment *)a;
+  unsigned char *buf;
+  size_t n = 0;
+  FILE *f;
+
+  if (a->data || a->path == NULL)
+    return a->data ? a->data : (const unsigned char *)"";
+  f = fopen(a->path, "rbe");
+  buf = xmalloc(a->len ? a->len : 1);
+  if (f)
+    n = fread(buf, 1, a->len, f);
+  if (f == NULL || n != a->len) {
+    log_error("event", "file=%s error=\"%s\" msg=\"picture file missing or "
+              "short; sent without it\"", a->path,
+              f ? "short read" : strerror(errno));
+    if (f)
+      fclose(f);
+    free(buf);
+    return NULL;
+  }
+  fclose(f);
+  w->data = buf;
+  return buf;
 }
 
 void

@@ -15,8 +15,12 @@ enum event_state { EVENT_PULSE, EVENT_START, EVENT_STOP };
 struct attachment {
   char *name;           /* file name as the camera gave it, or made up */
   char *content_type;   /* "image/jpeg", "image/png", ... */
-  unsigned char *data;
+  unsigned char *data;  /* NULL for a file not read yet: attachment_data() */
   size_t len;
+  /* A large picture stays in a file instead of memory: the decoder writes
+   * it under the spool's tmp/, the spool moves it to att/. */
+  char *path;
+  int owns_file;        /* the event removes path when freed */
 };
 
 struct label {
@@ -66,6 +70,16 @@ void cam_event_add_attachment(struct cam_event *ev, const char *name,
 void cam_event_add_attachment_owned(struct cam_event *ev, const char *name,
                                 const char *content_type,
                                 unsigned char *data, size_t len);
+/* A picture of len bytes in the file at path, which the event now owns
+ * (removed with it unless the spool has taken it over). */
+void cam_event_add_attachment_file(struct cam_event *ev, const char *name,
+                                   const char *content_type,
+                                   const char *path, size_t len);
+/* The attachment's bytes, read from its file on first use and kept with
+ * the attachment (a's event is then no longer const in fact: callers own
+ * the event for as long as they use it). NULL when the file cannot be
+ * read (logged). */
+const unsigned char *attachment_data(const struct attachment *a);
 void cam_event_add_label(struct cam_event *ev, const char *key, const char *value);
 /* Replaces ev->raw with a copy of len bytes of data. */
 void cam_event_set_raw(struct cam_event *ev, const void *data, size_t len);

@@ -717,13 +717,16 @@ snap_from_att(const struct cam_event *ev, const struct attachment *a,
 {
   char err[SNAP_ERR_LEN] = "";
   struct snapshot *s;
+  int jpeg = strcmp(a->content_type, "image/jpeg") == 0;
 
-  if (strcmp(a->content_type, "image/jpeg") == 0)
-    s = snap_from_jpeg(a, box_w, box_h, quality, err, sizeof(err));
-  else if (strcmp(a->content_type, "image/png") == 0)
-    s = snap_from_png(a, err, sizeof(err));
-  else
+  if (!jpeg && strcmp(a->content_type, "image/png") != 0)
     return NULL;
+  if (attachment_data(a) == NULL)
+    s = NULL, snprintf(err, sizeof(err), "picture file unreadable");
+  else if (jpeg)
+    s = snap_from_jpeg(a, box_w, box_h, quality, err, sizeof(err));
+  else
+    s = snap_from_png(a, err, sizeof(err));
   if (s == NULL) {
     snap_log_bad(ev, a, err);
     return NULL;

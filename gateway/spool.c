@@ -267,6 +267,39 @@ spool_write_file(struct spool *sp, int64_t event_id, size_t seq,
   return xstrdup(path);
 }
 
+/* Moves a picture the decoder left in tmp/ to dir/att/<event>-<seq>, kept
+ * open for the batch's sync like a written one. Returns the new path
+ * (caller frees) or NULL. */
+static char *
+spool_move_file(struct spool *sp, int64_t event_id, size_t seq,
+                const char *from)
+{
+  char path[4096];
+  int fd;
+
+  snprintf(path, sizeof(path), "%s/att/%" PRId64 "-%zu", sp->dir, event_id,
+           seq);
+  if (rename(from, path) != 0) {
+    log_error("spool", "file=%s to=%s error=\"%s\"", from, path,
+              strerror(errno));
+    return NULL;
+  }
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    log_error("spool", "file=%s error=\"%s\"", path, strerror(errno));
+    unlink(path);
+    return NULL;
+  }
+  if (sp->nfiles == sp->capfiles) {
+    sp->capfiles = sp->capfiles ? sp->capfiles * 2 : 16;
+    sp->files = xrealloc(sp->files, sp->capfiles * sizeof(*sp->files));
+  }
+  sp->files[sp->nfiles].fd = fd;
+  sp->files[sp->nfiles].path = xstrdup(path);
+  sp->nfiles++;
+  return xstrdup(path);
+}
+
 /* Forgets the batch's files from the mark-th on; unlinks them too when
  * what they belonged to was rolled back. */
 static void
@@ -340,8 +373,7 @@ bind_text(sqlite3_stmt *st, int i, const char *s)
  * (ev->raw), whose file takes the name after the last attachment's. */
 static int
 spool_insert_attachment(struct spool *sp, sqlite3_stmt *st, int64_t id,
-                        int64_t seq, size_t file_seq,
-                        const struct attachment *a)
+                        int64_t seq, size_t file_seq, struct attachment *a)
 {
   sqlite3_reset(st);
   sqlite3_bind_int64(st, 1, id);
@@ -349,7 +381,21 @@ spool_insert_attachment(struct spool *sp, sqlite3_stmt *st, int64_t id,
   bind_text(st, 3, a->name);
   bind_text(st, 4, a->content_type);
   sqlite3_bind_int64(st, 5, (sqlite3_int64)a->len);
-  if (a->len > SPOOL_INLINE_MAX) {
+  if (a->data == NULL && a->path && a->owns_file) {
+    /* A large picture the decoder wrote to a file: the file moves into
+     * the spool, the event keeps pointing at it. */
+    char *path = spool_move_file(sp, id, file_seq, a->path);
+
+    if (path == NULL)
+      return -1;
+    free(a->path);
+    a->path = xstrdup(path);
+    a->owns_file = 0;
+    sqlite3_bind_null(st, 6);
+    sqlite3_bind_text(st, 7, path, -1, free);
+  } else if (attachment_data(a) == NULL) {
+    return -1;
+  } else if (a->len > SPOOL_INLINE_MAX) {
     char *path = spool_write_file(sp, id, file_seq, a->data, a->len);
 
     if (path == NULL)
@@ -370,7 +416,7 @@ spool_insert_attachments(struct spool *sp, struct job *j)
   const char *sql = "INSERT INTO attachments(event_id, seq, name,"
                     " content_type, size, data, path)"
                     " VALUES(?,?,?,?,?,?,?)";
-  const struct cam_event *ev = j->ev;
+  struct cam_event *ev = j->ev;
   sqlite3_stmt *st = NULL;
   int rc = -1;
 
@@ -382,7 +428,7 @@ spool_insert_attachments(struct spool *sp, struct job *j)
       goto out;
   if (ev->raw) {
     struct attachment raw = {(char *)"raw.eml", (char *)"message/rfc822",
-                             ev->raw, ev->raw_len};
+                             ev->raw, ev->raw_len, NULL, 0};
 
     if (spool_insert_attachment(sp, st, j->event_id, SPOOL_RAW_SEQ,
                                 ev->natt, &raw) != 0)
@@ -771,7 +817,7 @@ spool_event_bytes(const struct cam_event *ev)
   size_t n = ev->raw_len;
 
   for (size_t i = 0; i < ev->natt; i++)
-    n += ev->att[i].len;
+    n += ev->att[i].data ? ev->att[i].len : 0;
   return n;
 }
 
@@ -1372,8 +1418,18 @@ spool_load_attachments(struct spool *sp, struct cam_event *ev)
   while (sqlite3_step(st) == SQLITE_ROW) {
     size_t len = (size_t)sqlite3_column_int64(st, 2);
     const char *path = (const char *)sqlite3_column_text(st, 4);
+    int is_raw = sqlite3_column_int64(st, 5) == SPOOL_RAW_SEQ;
     unsigned char *data;
 
+    if (path && !is_raw) {
+      /* Read when a backend needs the bytes (attachment_data). */
+      cam_event_add_attachment_owned(ev,
+                                     (const char *)sqlite3_column_text(st, 0),
+                                     (const char *)sqlite3_column_text(st, 1),
+                                     NULL, len);
+      ev->att[ev->natt - 1].path = xstrdup(path);
+      continue;
+    }
     if (path) {
       data = spool_read_file(path, len);
       if (data == NULL)
@@ -1386,7 +1442,7 @@ spool_load_attachments(struct spool *sp, struct cam_event *ev)
       if (len)
         memcpy(data, blob, len);
     }
-    if (sqlite3_column_int64(st, 5) == SPOOL_RAW_SEQ) {
+    if (is_raw) {
       free(ev->raw);
       ev->raw = data;
       ev->raw_len = len;

@@ -1,12 +1,14 @@
 /* mail.c - see mail.h. */
 #include "ingest/mail.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <gmime/gmime.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "gateway/log.h"
 #include "ingest/kind.h"
@@ -15,6 +17,11 @@
 #define MAIL_MAX_IMAGES 16
 /* A forwarded alert is one message/rfc822 deep; more is a mail bomb. */
 #define MAIL_MAX_DEPTH 4
+/* Base64 pictures longer than this (encoded) are decoded into a file
+ * under the spill directory, never whole into memory. */
+#define MAIL_FILE_OVER (1024 * 1024)
+
+static char *mail_spill_dir;
 
 /* A label a vendor writes as "KEY: value" on a line of its body. Group 1
  * goes to key1, group 2 (if any) to key2; the first line found wins. */
@@ -105,6 +112,13 @@ void
 mail_init(void)
 {
   pthread_once(&mail_once, mail_init_once);
+}
+
+void
+mail_set_spill_dir(const char *dir)
+{
+  free(mail_spill_dir);
+  mail_spill_dir = dir ? xstrdup(dir) : NULL;
 }
 
 static void
@@ -334,6 +348,76 @@ mail_html_text(const char *html)
   return text;
 }
 
+static int
+mail_write_all(int fd, const char *p, size_t n)
+{
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return -1;
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+/* A large base64 part decoded chunk by chunk into a new file under the
+ * spill directory. Returns the path (caller frees; the file is the
+ * caller's) with *len bytes and the first bytes in head (for the type),
+ * or NULL when the part is not such a part or the file fails (logged;
+ * the caller then decodes into memory). */
+static char *
+mail_part_to_file(GMimePart *part, size_t *len, unsigned char *head,
+                  size_t headsz)
+{
+  GMimeDataWrapper *dw = g_mime_part_get_content(part);
+  GMimeStream *src = dw ? g_mime_data_wrapper_get_stream(dw) : NULL;
+  GMimeEncoding state;
+  char in[16384];
+  char out[16384 + 16];
+  char *path;
+  size_t n = 0;
+  ssize_t r;
+  int fd;
+  int ok = 1;
+
+  if (mail_spill_dir == NULL || src == NULL ||
+      g_mime_data_wrapper_get_encoding(dw) != GMIME_CONTENT_ENCODING_BASE64 ||
+      g_mime_stream_length(src) <= MAIL_FILE_OVER ||
+      g_mime_stream_reset(src) != 0)
+    return NULL;
+  path = xasprintf("%s/pic-XXXXXX", mail_spill_dir);
+  fd = mkstemp(path);
+  if (fd < 0) {
+    log_error("mail", "dir=%s error=\"%s\" msg=\"cannot write a picture "
+              "file; decoding in memory\"", mail_spill_dir, strerror(errno));
+    free(path);
+    return NULL;
+  }
+  g_mime_encoding_init_decode(&state, GMIME_CONTENT_ENCODING_BASE64);
+  while (ok && (r = g_mime_stream_read(src, in, sizeof(in))) > 0) {
+    size_t m = g_mime_encoding_step(&state, in, (size_t)r, out);
+
+    if (n < headsz)
+      memcpy(head + n, out, m < headsz - n ? m : headsz - n);
+    ok = mail_write_all(fd, out, m) == 0;
+    n += m;
+  }
+  g_mime_stream_reset(src);
+  if (close(fd) != 0 || !ok) {
+    log_error("mail", "file=%s error=\"%s\" msg=\"cannot write a picture "
+              "file; decoding in memory\"", path, strerror(errno));
+    unlink(path);
+    free(path);
+    return NULL;
+  }
+  *len = n;
+  return path;
+}
+
 /* Base64 content (nearly every camera snapshot) is decoded by GMime's
  * decoder straight into one buffer of the right size: the generic path
  * below grows a GByteArray through a filter stream and then copies it.
@@ -523,9 +607,28 @@ mail_take_image(struct mail_walk *w, GMimePart *part, GMimeContentType *ct)
   const char *filename = g_mime_part_get_filename(part);
   const char *type;
   unsigned char *data;
+  unsigned char head[16];
   char *name;
-  size_t len;
+  char *path;
+  size_t len = 0;
 
+  path = w->nimages < MAIL_MAX_IMAGES
+           ? mail_part_to_file(part, &len, head, sizeof(head)) : NULL;
+  if (path != NULL) {
+    type = mail_image_type(ct, filename, head,
+                           len < sizeof(head) ? len : sizeof(head));
+    if (type == NULL) {
+      unlink(path);
+      free(path);
+      return;
+    }
+    w->nimages++;
+    name = mail_image_name(filename, type, w->nimages);
+    cam_event_add_attachment_file(w->ev, name, type, path, len);
+    free(name);
+    free(path);
+    return;
+  }
   data = mail_part_bytes(part, &len);
   if (data == NULL)
     return;

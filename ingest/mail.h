@@ -18,6 +18,11 @@
 /* Call once per process before the first parse (g_mime_init). */
 void mail_init(void);
 
+/* Large base64 pictures are decoded into files in dir (NULL: into
+ * memory, the default); the event owns such a file (event.h). Call before
+ * parsing, from the thread that parses. */
+void mail_set_spill_dir(const char *dir);
+
 /* Parse the message in the file at path / in buf. Return 0, or -1 when the
  * data is not a message at all (the event then keeps what was found). */
 int mail_parse_file(const char *path, const struct smtp_conf *sc,

@@ -8,6 +8,7 @@
 #include "ingest/smtp.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -1363,6 +1364,33 @@ smtp_listen(struct smtp_server *srv, const struct endpoint *ep,
   return l;
 }
 
+/* Message and picture files a previous run left behind when it was
+ * killed: nothing refers to them (the spool lock makes this camgate the
+ * only one on this spool). */
+static void
+smtp_clean_tmpdir(const char *dir)
+{
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  int n = 0;
+
+  if (d == NULL)
+    return;
+  while ((e = readdir(d)) != NULL) {
+    if (strncmp(e->d_name, "msg-", 4) == 0 ||
+        strncmp(e->d_name, "pic-", 4) == 0) {
+      char *p = xasprintf("%s/%s", dir, e->d_name);
+
+      n += unlink(p) == 0;
+      free(p);
+    }
+  }
+  closedir(d);
+  if (n > 0)
+    log_info("smtp", "dir=%s removed=%d msg=\"unfinished files of an "
+             "earlier run removed\"", dir, n);
+}
+
 struct smtp_server *
 smtp_server_new(struct event_base *base, struct config *cfg,
                 struct spool *sp, smtp_stored_fn stored, void *arg,
@@ -1381,6 +1409,8 @@ smtp_server_new(struct event_base *base, struct config *cfg,
              strerror(errno));
     goto fail;
   }
+  smtp_clean_tmpdir(srv->tmpdir);
+  mail_set_spill_dir(srv->tmpdir);
   if (cfg->tls.cert) {
     srv->tls_ctx = tls_server_ctx(&cfg->tls, err, errsz);
     if (srv->tls_ctx == NULL)

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <glib.h>
@@ -542,6 +543,76 @@ test_mislabelled_charset(void **state)
   cam_event_free(ev);
 }
 
+/* A picture of 3 MB (4 MB in base64) is decoded into a file under the
+ * spill directory, never whole into memory: the event holds its path and
+ * length, attachment_data() reads it back byte for byte, and the file
+ * goes with the event. Small pictures stay in memory. */
+static void
+test_large_picture_goes_to_a_file(void **state)
+{
+  char dir[] = "/tmp/camgate-mail-XXXXXX";
+  size_t n = 3 * 1024 * 1024 + 5;
+  unsigned char *pic = xmalloc(n);
+  GString *msg = g_string_new(NULL);
+  struct cam_event *ev;
+  const struct attachment *a;
+  const unsigned char *back;
+  gchar *b64;
+  char *path;
+
+  (void)state;
+  assert_non_null(mkdtemp(dir));
+  for (size_t i = 0; i < n; i++)
+    pic[i] = (unsigned char)(i * 31 + 7);
+  pic[0] = 0xff;
+  pic[1] = 0xd8;
+  pic[2] = 0xff;
+  b64 = g_base64_encode(pic, n);
+  g_string_append(msg, "From: cam@example.com\r\nSubject: Motion\r\n"
+                  "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; "
+                  "boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain"
+                  "\r\n\r\nMotion on channel 1\r\n--b\r\nContent-Type: "
+                  "application/octet-stream; name=\"big.jpg\"\r\n"
+                  "Content-Transfer-Encoding: base64\r\n\r\n");
+  for (size_t off = 0, len = strlen(b64); off < len; off += 76) {
+    g_string_append_len(msg, b64 + off, len - off < 76 ? (gssize)(len - off)
+                                                       : 76);
+    g_string_append(msg, "\r\n");
+  }
+  g_string_append(msg, "--b--\r\n");
+  g_free(b64);
+
+  mail_set_spill_dir(dir);
+  ev = cam_event_new();
+  assert_int_equal(mail_parse_mem(msg->str, msg->len, &no_conf, ev), 0);
+  mail_set_spill_dir(NULL);
+  assert_int_equal(ev->natt, 1);
+  a = &ev->att[0];
+  assert_string_equal(a->content_type, "image/jpeg");
+  assert_null(a->data);
+  assert_non_null(a->path);
+  assert_int_equal(strncmp(a->path, dir, strlen(dir)), 0);
+  assert_int_equal(a->len, n);
+  back = attachment_data(a);
+  assert_non_null(back);
+  assert_memory_equal(back, pic, n);
+  path = xstrdup(a->path);
+  cam_event_free(ev);
+  assert_int_equal(access(path, F_OK), -1);
+  free(path);
+
+  /* Without a spill directory the same message decodes into memory. */
+  ev = cam_event_new();
+  assert_int_equal(mail_parse_mem(msg->str, msg->len, &no_conf, ev), 0);
+  assert_int_equal(ev->natt, 1);
+  assert_null(ev->att[0].path);
+  assert_memory_equal(ev->att[0].data, pic, n);
+  cam_event_free(ev);
+  assert_int_equal(rmdir(dir), 0);
+  g_string_free(msg, TRUE);
+  free(pic);
+}
+
 static void
 test_garbage(void **state)
 {
@@ -757,6 +828,7 @@ main(void)
     cmocka_unit_test(test_latin1),
     cmocka_unit_test(test_mislabelled_charset),
     cmocka_unit_test(test_garbage),
+    cmocka_unit_test(test_large_picture_goes_to_a_file),
     cmocka_unit_test(test_truncated_multipart),
     cmocka_unit_test(test_image_cap),
     cmocka_unit_test(test_body_time_variants),

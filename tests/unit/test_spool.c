@@ -190,6 +190,47 @@ test_large_attachment_file(void **state)
   cam_event_free(ev);
 }
 
+/* A picture the decoder left in a file moves into the spool's att/ with
+ * its event: no copy in memory, read back only when a backend asks. */
+static void
+test_picture_file_moves_in(void **state)
+{
+  struct fixture *f = *state;
+  struct route r = {.backend = "ha", .rule = "all"};
+  struct cam_event *ev = make_event("file", 0);
+  struct cam_event *back;
+  const unsigned char *bytes;
+  char tmp[300];
+  FILE *fp;
+
+  snprintf(tmp, sizeof(tmp), "%s/pic-test", f->dir);
+  fp = fopen(tmp, "wb");
+  assert_non_null(fp);
+  for (int i = 0; i < 5000; i++)
+    fputc(i % 251, fp);
+  assert_int_equal(fclose(fp), 0);
+  cam_event_add_attachment_file(ev, "big.jpg", "image/jpeg", tmp, 5000);
+  spool_submit(f->sp, ev, &r, 1, on_stored, f);
+  run_until(f, &f->stored, 1);
+  assert_int_equal(f->ok, 1);
+  assert_int_equal(access(tmp, F_OK), -1);
+
+  /* Once from the cache of just-stored events, once from the database. */
+  for (int pass = 0; pass < 2; pass++) {
+    back = spool_load_event(f->sp, f->ids[0]);
+    assert_non_null(back);
+    assert_int_equal(back->natt, 1);
+    assert_null(back->att[0].data);
+    assert_non_null(strstr(back->att[0].path, "/att/"));
+    assert_int_equal(back->att[0].len, 5000);
+    bytes = attachment_data(&back->att[0]);
+    assert_non_null(bytes);
+    assert_int_equal(bytes[4999], 4999 % 251);
+    assert_int_equal(access(back->att[0].path, F_OK), 0);
+    cam_event_free(back);
+  }
+}
+
 /* Snapshots go through the WAL; the checkpointer thread copies it into
  * the database as it fills, so the WAL file is reused rather than growing
  * with everything ever written (15 MB here, in 6 batches). */
@@ -348,6 +389,8 @@ main(void)
                                     teardown),
     cmocka_unit_test_setup_teardown(test_raw_message, setup, teardown),
     cmocka_unit_test_setup_teardown(test_wal_stays_bounded, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_picture_file_moves_in, setup,
                                     teardown),
     cmocka_unit_test_setup_teardown(test_update_and_reopen, setup,
                                     teardown),
