@@ -18,7 +18,9 @@
 
 #define DAEMON_PRUNE_S 60
 #define DAEMON_STOP_POLL_MS 50
-#define DAEMON_AUTH_WORKERS 2
+/* One yescrypt check holds 16 MB while it runs; a second thread would
+ * double that peak for logins that a camera pays once (success cache). */
+#define DAEMON_AUTH_WORKERS 1
 
 struct daemon {
   struct event_base *base;

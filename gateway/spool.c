@@ -83,9 +83,9 @@ struct job {
  * connection and so to one thread. */
 #define SPOOL_STMTS 48
 /* The cache of just-stored events holds at most this many, and at most
- * this many bytes of pictures: a batch at 10 sessions fits easily. */
+ * this many bytes of pictures: a batch at 10 sessions fits. */
 #define SPOOL_RECENT 64
-#define SPOOL_RECENT_BYTES (4u << 20)
+#define SPOOL_RECENT_BYTES (2u << 20)
 
 struct stmt_cache {
   const char *sql[SPOOL_STMTS];  /* the literal's address is the key */
@@ -1174,12 +1174,15 @@ spool_open(const char *dir, struct notify *n, char *err, size_t errsz)
     snprintf(err, errsz, "cannot create tables in %s", path);
     goto fail;
   }
-  sp->rdb = spool_db_open(path, SQLITE_OPEN_READONLY, "PRAGMA query_only=1;",
-                          err, errsz);
+  /* The loop's reads touch a few index pages per alert, the checkpointer
+   * copies pages without needing a cache: small page caches each. */
+  sp->rdb = spool_db_open(path, SQLITE_OPEN_READONLY, "PRAGMA query_only=1;"
+                          "PRAGMA cache_size=-512;", err, errsz);
   if (sp->rdb == NULL)
     goto fail;
   sp->cdb = spool_db_open(path, SQLITE_OPEN_READWRITE,
-                          "PRAGMA synchronous=FULL;", err, errsz);
+                          "PRAGMA synchronous=FULL;PRAGMA cache_size=-64;",
+                          err, errsz);
   if (sp->cdb == NULL)
     goto fail;
   sqlite3_wal_hook(sp->wdb, spool_wal_hook, sp);
