@@ -185,6 +185,11 @@ test_large_attachment_file(void **state)
   assert_non_null(ev);
   assert_int_equal(ev->natt, 1);
   assert_int_equal(ev->att[0].len, big);
+  /* Too big for the cache of just-stored events: read back from its file
+   * under att/, when asked. */
+  assert_null(ev->att[0].data);
+  assert_non_null(strstr(ev->att[0].path, "/att/"));
+  assert_non_null(attachment_data(&ev->att[0]));
   assert_int_equal(ev->att[0].data[big - 1],
                    (unsigned char)((big - 1) * 7 + 3));
   cam_event_free(ev);
