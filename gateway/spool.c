@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,10 +33,11 @@
 #define SPOOL_INLINE_MAX (1024 * 1024)
 /* The WAL is copied into the database by a thread of its own once it
  * holds this many pages (4 MB at SQLite's default page size), so a commit
- * never waits for a checkpoint; past the second figure (a checkpoint kept
- * from finishing) the writer checkpoints itself. */
+ * never waits for a checkpoint. That thread runs at a lower priority:
+ * when the machine is saturated it falls behind, and past the second
+ * figure the writer copies the WAL itself, as SQLite would have. */
 #define SPOOL_CKPT_PAGES 1000
-#define SPOOL_CKPT_FORCE_PAGES 16000
+#define SPOOL_CKPT_FORCE_PAGES 4000
 #define SPOOL_RAW_SEQ (-1)     /* attachments.seq of the camera's message */
 /* Rate-limit state untouched this long is forgotten: longer than any
  * cooldown, bucket period or day it could still matter for. */
@@ -993,10 +996,13 @@ spool_wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
   (void)db;
   (void)name;
   if (pages >= SPOOL_CKPT_FORCE_PAGES) {
-    log_warn("spool", "wal_pages=%d msg=\"checkpointing on the writer: "
-             "the WAL grew past its limit\"", pages);
+    int logged = 0;
+    int copied = 0;
+
     sqlite3_wal_checkpoint_v2(sp->wdb, NULL, SQLITE_CHECKPOINT_PASSIVE,
-                              NULL, NULL);
+                              &logged, &copied);
+    log_debug("spool", "checkpoint=writer wal_pages=%d copied=%d", logged,
+              copied);
   } else if (pages >= SPOOL_CKPT_PAGES) {
     pthread_mutex_lock(&sp->lock);
     sp->ckpt_wanted = 1;
@@ -1013,6 +1019,9 @@ spool_checkpointer(void *arg)
 {
   struct spool *sp = arg;
 
+  /* Copying pages can wait; the loop and the writer, which answer
+   * cameras and publish alerts, go first on a small machine. */
+  setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
   pthread_mutex_lock(&sp->lock);
   for (;;) {
     int rc;

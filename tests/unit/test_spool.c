@@ -252,7 +252,7 @@ test_wal_stays_bounded(void **state)
       spool_submit(f->sp, make_event("wal", 250 * 1024), &r, 1, on_stored,
                    f);
     run_until(f, &f->stored, (b + 1) * 10);
-    usleep(100000);
+    usleep(300000);
   }
   assert_int_equal(f->ok, 60);
   snprintf(path, sizeof(path), "%s/spool.db-wal", f->dir);
