@@ -1333,16 +1333,17 @@ mqtt_pub_snapshot(struct mqtt *m, struct mqtt_dlv *d,
 
     if (att == NULL || att->len == 0)
       return MOSQ_ERR_SUCCESS;
+    /* A picture that is not sent clears the retained one, so that the
+     * previous alert's picture is not shown with this alert. */
     if (att->len > MQTT_PICTURE_MAX) {
       log_info("mqtt", "backend=%s event=%" PRId64 " bytes=%zu "
-               "msg=\"picture over 4 MB not published; snapshot: WxH "
-               "publishes a thumbnail of it\"", m->name, ev->id,
-               att->len);
-      return MOSQ_ERR_SUCCESS;
+               "msg=\"picture over 4 MB not published (the retained "
+               "snapshot is cleared); snapshot: WxH publishes a thumbnail "
+               "of it\"", m->name, ev->id, att->len);
+      return mqtt_pub(m, d, topic, NULL, 0, 1);
     }
     bytes = attachment_data(att);
-    return bytes ? mqtt_pub(m, d, topic, bytes, att->len, 1)
-                 : MOSQ_ERR_SUCCESS;
+    return mqtt_pub(m, d, topic, bytes, bytes ? att->len : 0, 1);
   }
   if (config_parse_snapshot(m->mc->snapshot, &w, &h) < 0 || w < 0)
     return MOSQ_ERR_SUCCESS;

@@ -38,7 +38,8 @@
  * figure the writer copies the WAL itself, as SQLite would have. */
 #define SPOOL_CKPT_PAGES 1000
 #define SPOOL_CKPT_FORCE_PAGES 4000
-#define SPOOL_RAW_SEQ (-1)     /* attachments.seq of the camera's message */
+#define SPOOL_RAW_SEQ (-1)
+#define SPOOL_OPEN_FILES 64    /* files a batch keeps open for its sync */     /* attachments.seq of the camera's message */
 /* Rate-limit state untouched this long is forgotten: longer than any
  * cooldown, bucket period or day it could still matter for. */
 #define SPOOL_RL_KEEP_MS (31LL * 86400 * 1000)
@@ -123,6 +124,9 @@ struct spool {
   pthread_t ckpt_thread;
   int ckpt_started;
   pthread_cond_t ckpt_cond;  /* wakes the checkpointer, with lock */
+  /* Held around every checkpoint: SQLite answers a second concurrent one
+   * with SQLITE_BUSY at once, so the writer waits here instead. */
+  pthread_mutex_t ckpt_mutex;
   int ckpt_wanted;           /* under lock */
   int sync_full;             /* writer's synchronous is FULL now */
   /* Events just stored, kept for their first delivery so it need not read
@@ -227,6 +231,37 @@ spool_exec(sqlite3 *db, const char *sql)
   return 0;
 }
 
+/* Remembers a file of this batch for the sync before the commit (and for
+ * removal on rollback). Past SPOOL_OPEN_FILES a file is synced and closed
+ * at once, so a large batch cannot run out of descriptors. Returns a copy
+ * of path, or NULL (fd closed, file removed) when that sync fails. */
+static char *
+spool_keep_file(struct spool *sp, int fd, const char *path)
+{
+  size_t open_fds = 0;
+
+  for (size_t i = 0; i < sp->nfiles; i++)
+    open_fds += sp->files[i].fd >= 0;
+  if (open_fds >= SPOOL_OPEN_FILES) {
+    if (fdatasync(fd) != 0) {
+      log_error("spool", "file=%s error=\"%s\"", path, strerror(errno));
+      close(fd);
+      unlink(path);
+      return NULL;
+    }
+    close(fd);
+    fd = -1;
+  }
+  if (sp->nfiles == sp->capfiles) {
+    sp->capfiles = sp->capfiles ? sp->capfiles * 2 : 16;
+    sp->files = xrealloc(sp->files, sp->capfiles * sizeof(*sp->files));
+  }
+  sp->files[sp->nfiles].fd = fd;
+  sp->files[sp->nfiles].path = xstrdup(path);
+  sp->nfiles++;
+  return xstrdup(path);
+}
+
 /* Writes data to dir/att/<event>-<seq>, kept open for the batch's sync
  * (spool_sync_files). Returns the path (caller frees) or NULL. */
 static char *
@@ -260,14 +295,7 @@ spool_write_file(struct spool *sp, int64_t event_id, size_t seq,
     unlink(path);
     return NULL;
   }
-  if (sp->nfiles == sp->capfiles) {
-    sp->capfiles = sp->capfiles ? sp->capfiles * 2 : 16;
-    sp->files = xrealloc(sp->files, sp->capfiles * sizeof(*sp->files));
-  }
-  sp->files[sp->nfiles].fd = fd;
-  sp->files[sp->nfiles].path = xstrdup(path);
-  sp->nfiles++;
-  return xstrdup(path);
+  return spool_keep_file(sp, fd, path);
 }
 
 /* Moves a picture the decoder left in tmp/ to dir/att/<event>-<seq>, kept
@@ -293,14 +321,7 @@ spool_move_file(struct spool *sp, int64_t event_id, size_t seq,
     unlink(path);
     return NULL;
   }
-  if (sp->nfiles == sp->capfiles) {
-    sp->capfiles = sp->capfiles ? sp->capfiles * 2 : 16;
-    sp->files = xrealloc(sp->files, sp->capfiles * sizeof(*sp->files));
-  }
-  sp->files[sp->nfiles].fd = fd;
-  sp->files[sp->nfiles].path = xstrdup(path);
-  sp->nfiles++;
-  return xstrdup(path);
+  return spool_keep_file(sp, fd, path);
 }
 
 /* Forgets the batch's files from the mark-th on; unlinks them too when
@@ -311,7 +332,8 @@ spool_drop_files(struct spool *sp, size_t mark, int remove)
   while (sp->nfiles > mark) {
     struct batch_file *f = &sp->files[--sp->nfiles];
 
-    close(f->fd);
+    if (f->fd >= 0)
+      close(f->fd);
     if (remove)
       unlink(f->path);
     free(f->path);
@@ -331,7 +353,7 @@ spool_sync_files(struct spool *sp)
   if (sp->nfiles == 0)
     return 0;
   for (size_t i = 0; i < sp->nfiles && rc == 0; i++)
-    if (fdatasync(sp->files[i].fd) != 0) {
+    if (sp->files[i].fd >= 0 && fdatasync(sp->files[i].fd) != 0) {
       log_error("spool", "file=%s error=\"%s\"", sp->files[i].path,
                 strerror(errno));
       rc = -1;
@@ -998,11 +1020,18 @@ spool_wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
   if (pages >= SPOOL_CKPT_FORCE_PAGES) {
     int logged = 0;
     int copied = 0;
+    int rc;
 
-    sqlite3_wal_checkpoint_v2(sp->wdb, NULL, SQLITE_CHECKPOINT_PASSIVE,
-                              &logged, &copied);
-    log_debug("spool", "checkpoint=writer wal_pages=%d copied=%d", logged,
-              copied);
+    pthread_mutex_lock(&sp->ckpt_mutex);
+    rc = sqlite3_wal_checkpoint_v2(sp->wdb, NULL, SQLITE_CHECKPOINT_PASSIVE,
+                                   &logged, &copied);
+    pthread_mutex_unlock(&sp->ckpt_mutex);
+    if (rc != SQLITE_OK)
+      log_warn("spool", "checkpoint=writer wal_pages=%d error=\"%s\"",
+               pages, sqlite3_errmsg(sp->wdb));
+    else
+      log_debug("spool", "checkpoint=writer wal_pages=%d copied=%d", logged,
+                copied);
   } else if (pages >= SPOOL_CKPT_PAGES) {
     pthread_mutex_lock(&sp->lock);
     sp->ckpt_wanted = 1;
@@ -1034,8 +1063,10 @@ spool_checkpointer(void *arg)
       break;
     sp->ckpt_wanted = 0;
     pthread_mutex_unlock(&sp->lock);
+    pthread_mutex_lock(&sp->ckpt_mutex);
     rc = sqlite3_wal_checkpoint_v2(sp->cdb, NULL, SQLITE_CHECKPOINT_PASSIVE,
                                    &logged, &copied);
+    pthread_mutex_unlock(&sp->ckpt_mutex);
     if (rc != SQLITE_OK && rc != SQLITE_BUSY)
       log_error("spool", "checkpoint error=\"%s\"", sqlite3_errmsg(sp->cdb));
     else
@@ -1166,6 +1197,7 @@ spool_open(const char *dir, struct notify *n, char *err, size_t errsz)
   pthread_mutex_init(&sp->lock, NULL);
   pthread_cond_init(&sp->cond, NULL);
   pthread_cond_init(&sp->ckpt_cond, NULL);
+  pthread_mutex_init(&sp->ckpt_mutex, NULL);
   snprintf(path, sizeof(path), "%s/att", dir);
   if (spool_mkdir(dir, err, errsz) != 0 || spool_lock(sp, err, errsz) ||
       spool_mkdir(path, err, errsz))
@@ -1251,6 +1283,7 @@ spool_close(struct spool *sp)
   pthread_mutex_destroy(&sp->lock);
   pthread_cond_destroy(&sp->cond);
   pthread_cond_destroy(&sp->ckpt_cond);
+  pthread_mutex_destroy(&sp->ckpt_mutex);
   if (sp->lock_fd >= 0)
     close(sp->lock_fd);
   free(sp->files);

@@ -380,7 +380,7 @@ mail_part_to_file(GMimePart *part, size_t *len, unsigned char *head,
   char out[16384 + 16];
   char *path;
   size_t n = 0;
-  ssize_t r;
+  ssize_t r = 0;
   int fd;
   int ok = 1;
 
@@ -407,9 +407,12 @@ mail_part_to_file(GMimePart *part, size_t *len, unsigned char *head,
     n += m;
   }
   g_mime_stream_reset(src);
-  if (close(fd) != 0 || !ok) {
-    log_error("mail", "file=%s error=\"%s\" msg=\"cannot write a picture "
-              "file; decoding in memory\"", path, strerror(errno));
+  if (close(fd) != 0 || !ok || r < 0) {
+    /* A read error shows again (and is logged) on the way in memory. */
+    if (r >= 0)
+      log_error("mail", "file=%s error=\"%s\" msg=\"cannot write a "
+                "picture file; decoding in memory\"", path,
+                strerror(errno));
     unlink(path);
     free(path);
     return NULL;
@@ -432,7 +435,7 @@ mail_part_base64(GMimeDataWrapper *dw, size_t *len)
   unsigned char *out;
   size_t cap, n = 0;
   char buf[16384];
-  ssize_t r;
+  ssize_t r = 0;
 
   if (g_mime_data_wrapper_get_encoding(dw) != GMIME_CONTENT_ENCODING_BASE64 ||
       src == NULL || (srclen = g_mime_stream_length(src)) < 0 ||
@@ -453,6 +456,13 @@ mail_part_base64(GMimeDataWrapper *dw, size_t *len)
     n += g_mime_encoding_step(&state, buf, (size_t)r, (char *)out + n);
   }
   g_mime_stream_reset(src);
+  if (r < 0) {
+    log_error("mail", "msg=\"cannot read the message back while decoding "
+              "a part; the part is left out\"");
+    free(out);
+    *len = 0;
+    return NULL;
+  }
   out[n] = '\0';
   *len = n;
   return out;

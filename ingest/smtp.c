@@ -1011,7 +1011,9 @@ smtp_read_more(struct smtp_session *s)
   while (total < SMTP_MAX_SINGLE_READ) {
     struct evbuffer_iovec v[2];
     struct iovec iov[2];
-    size_t want = SMTP_MAX_SINGLE_READ - total;
+    /* 64 KB at a time: a session that is sent little reserves little. */
+    size_t want = SMTP_MAX_SINGLE_READ - total < 65536
+                    ? SMTP_MAX_SINGLE_READ - total : 65536;
     int nv = evbuffer_reserve_space(in, (ev_ssize_t)want, v, 2);
     ssize_t r;
     size_t left;

@@ -4,7 +4,9 @@ into att/ with its event, and read back only by a backend that needs the
 bytes. Checked here end to end with smtplib and a real Mosquitto: a 2.5 MB
 picture still reaches the retained snapshot topic byte for byte (read
 back from its file), a 5 MB one is announced in the event but not
-published (over MQTT's 4 MB picture limit, logged), nothing is left in
+published (over MQTT's 4 MB picture limit, logged; the retained
+snapshot is cleared so the previous alert's picture does not stand in for
+it), nothing is left in
 tmp/, and files a killed run left in tmp/ are removed at the next
 start."""
 
@@ -89,9 +91,14 @@ class LargePictures(lib.EventAsserts, unittest.TestCase):
     last = self.watcher.wait_for("camgate/%s/last_event" % lib.topic_id(CAM),
                                  None, 10, self.mark)
     self.assertIsNotNone(last, "no last_event after the event")
-    snaps = [x for x in self.watcher.all(
-        "camgate/%s/snapshot" % lib.topic_id(CAM), self.mark)
-        if len(x.payload) == len(pic)]
+    topic = "camgate/%s/snapshot" % lib.topic_id(CAM)
+    cleared = self.watcher.wait_for(topic, lambda x: x.payload == b"", 10,
+                                    self.mark)
+    self.assertIsNotNone(cleared, "the retained snapshot was not cleared, "
+                         "so the previous alert's picture stays up")
+    self.assertTrue(cleared.retain)
+    snaps = [x for x in self.watcher.all(topic, self.mark)
+             if len(x.payload) == len(pic)]
     self.assertEqual(snaps, [], "a 5 MB picture was published to MQTT")
     self.assertTrue(lib.wait_until(
         lambda: "picture over 4 MB not published" in self.gw.log(), 10),
