@@ -406,6 +406,9 @@ mail_part_to_file(GMimePart *part, size_t *len, unsigned char *head,
     ok = mail_write_all(fd, out, m) == 0;
     n += m;
   }
+  /* A file stream answers -1 at the end of its bounds, not 0. */
+  if (r < 0 && g_mime_stream_eos(src))
+    r = 0;
   g_mime_stream_reset(src);
   if (close(fd) != 0 || !ok || r < 0) {
     /* A read error shows again (and is logged) on the way in memory. */
@@ -455,6 +458,9 @@ mail_part_base64(GMimeDataWrapper *dw, size_t *len)
     }
     n += g_mime_encoding_step(&state, buf, (size_t)r, (char *)out + n);
   }
+  /* A file stream answers -1 at the end of its bounds, not 0. */
+  if (r < 0 && g_mime_stream_eos(src))
+    r = 0;
   g_mime_stream_reset(src);
   if (r < 0) {
     log_error("mail", "msg=\"cannot read the message back while decoding "

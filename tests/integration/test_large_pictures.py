@@ -76,6 +76,8 @@ class LargePictures(lib.EventAsserts, unittest.TestCase):
     self.send("Motion yard 2.5 MB", pic)
     ev = self.assert_event(CAM, self.mark, jpegs=[pic])
     self.assertEqual(ev["snapshot_size"], len(pic))
+    self.assertNotIn("sub=mail", self.gw.log(),
+                     "decoding the picture into a file failed")
     self.assertEqual(self.leftovers(), [])
     names = os.listdir(os.path.join(self.spool, "att"))
     self.assertTrue(any(os.path.getsize(os.path.join(self.spool, "att", n))

@@ -601,6 +601,32 @@ test_large_picture_goes_to_a_file(void **state)
   assert_int_equal(access(path, F_OK), -1);
   free(path);
 
+  /* The same from a file, as a message over 1 MiB arrives: a file
+   * stream ends its parts differently from a memory stream. */
+  {
+    char msgpath[64];
+    FILE *fp;
+
+    snprintf(msgpath, sizeof(msgpath), "%s/msg", dir);
+    fp = fopen(msgpath, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(msg->str, 1, msg->len, fp), msg->len);
+    assert_int_equal(fclose(fp), 0);
+    mail_set_spill_dir(dir);
+    ev = cam_event_new();
+    assert_int_equal(mail_parse_file(msgpath, &no_conf, ev), 0);
+    mail_set_spill_dir(NULL);
+    assert_int_equal(ev->natt, 1);
+    assert_null(ev->att[0].data);
+    assert_non_null(ev->att[0].path);
+    assert_int_equal(ev->att[0].len, n);
+    back = attachment_data(&ev->att[0]);
+    assert_non_null(back);
+    assert_memory_equal(back, pic, n);
+    cam_event_free(ev);
+    assert_int_equal(unlink(msgpath), 0);
+  }
+
   /* Without a spill directory the same message decodes into memory. */
   ev = cam_event_new();
   assert_int_equal(mail_parse_mem(msg->str, msg->len, &no_conf, ev), 0);
