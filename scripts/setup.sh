@@ -8,7 +8,8 @@ PKGS=(
   libevent-dev libssl-dev libgmime-3.0-dev libyaml-dev libsqlite3-dev
   libcrypt-dev libmosquitto-dev libjansson-dev libcmocka-dev
   libcurl4-openssl-dev libturbojpeg0-dev
-  mosquitto mosquitto-clients swaks curl openssl python3 sqlite3
+  # swaks needs Net::SSLeay for STARTTLS; it is only a recommendation of swaks
+  mosquitto mosquitto-clients swaks libnet-ssleay-perl curl openssl python3 sqlite3
   python3-aiosmtpd
 )
 
