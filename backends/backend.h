@@ -5,7 +5,8 @@
  * backend's deliver(). The backend answers once, through done(), on the main
  * loop thread. A delivery may take several phases (MQTT: phase 0 publishes
  * ON, phase 1 the gateway-made OFF after the hold): DELIVER_LATER asks to be
- * called again with next_phase after delay_ms. */
+ * called again with next_phase after delay_ms. Only phase 0 gets the event's
+ * attachments and raw mail; later phases get its fields alone. */
 #ifndef CAMGATE_BACKEND_H
 #define CAMGATE_BACKEND_H
 

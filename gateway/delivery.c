@@ -190,7 +190,9 @@ bk_start(struct bk *bk, const struct delivery *d)
   f->next = bk->inflight;
   bk->inflight = f;
   bk->ninflight++;
-  f->ev = spool_load_delivery(bk->ds->spool, d->id);
+  /* Only phase 0 sends pictures (backend.h): the later ones need the
+   * event's fields, not its attachments read back from the spool. */
+  f->ev = spool_load_delivery(bk->ds->spool, d->id, d->phase == 0);
   if (f->ev == NULL) {
     log_error("delivery", "delivery=%" PRId64 " event=%" PRId64
               " msg=\"event missing from the spool\"", d->id, d->event_id);

@@ -87,9 +87,12 @@ struct job {
  * connection and so to one thread. */
 #define SPOOL_STMTS 48
 /* The cache of just-stored events holds at most this many, and at most
- * this many bytes of pictures: a batch at 10 sessions fits. */
+ * this many bytes of pictures: a batch at 10 sessions fits. An event not
+ * asked for within SPOOL_RECENT_AGE_MS (no rule matched it, its delivery
+ * waits on a rate limit) makes room for newer ones. */
 #define SPOOL_RECENT 64
 #define SPOOL_RECENT_BYTES (2u << 20)
+#define SPOOL_RECENT_AGE_MS 10000
 
 struct stmt_cache {
   const char *sql[SPOOL_STMTS];  /* the literal's address is the key */
@@ -130,10 +133,19 @@ struct spool {
   int ckpt_wanted;           /* under lock */
   int sync_full;             /* writer's synchronous is FULL now */
   /* Events just stored, kept for their first delivery so it need not read
-   * back from the database what it had in memory a moment ago. Main
-   * thread only. */
+   * back from the database what it had in memory a moment ago. The writer
+   * puts them right after its commit, before the loop hears of it: the
+   * dispatcher may see the batch in the database first. Under
+   * recent_lock. */
+  pthread_mutex_t recent_lock;
   struct cam_event *recent[SPOOL_RECENT];
+  int64_t recent_at[SPOOL_RECENT];  /* mono_ms() when put */
   size_t nrecent;
+  /* Highest event id loaded so far. Deliveries start in event order, and
+   * the dispatcher may find a committed batch in the database before its
+   * answer reaches the loop: an event at or below this id has been read
+   * already and is not cached. */
+  int64_t loaded_max;
   size_t recent_bytes;
   struct stmt_cache rcache;  /* main thread's */
 };
@@ -854,23 +866,36 @@ spool_recent_drop(struct spool *sp, size_t i, int free_it)
     cam_event_free(sp->recent[i]);
   memmove(sp->recent + i, sp->recent + i + 1,
           (sp->nrecent - i - 1) * sizeof(sp->recent[0]));
+  memmove(sp->recent_at + i, sp->recent_at + i + 1,
+          (sp->nrecent - i - 1) * sizeof(sp->recent_at[0]));
   sp->nrecent--;
 }
 
-/* Keeps ev for its first delivery, or frees it when it is too big to be
- * worth keeping; the oldest make room. */
+/* Keeps ev for its first delivery, or frees it. Deliveries start in the
+ * order events were stored, so when the cache is full the events already
+ * in it are the next ones asked for: the newcomer is the one not kept
+ * (evicting the oldest would make every lookup miss once deliveries fall
+ * behind by more than the cache holds). Only events nobody asked for in
+ * SPOOL_RECENT_AGE_MS make room. */
 static void
 spool_recent_put(struct spool *sp, struct cam_event *ev)
 {
   size_t bytes = spool_event_bytes(ev);
+  int64_t now = mono_ms();
 
-  if (bytes > SPOOL_RECENT_BYTES) {
+  if (ev->id <= sp->loaded_max) {
     cam_event_free(ev);
     return;
   }
-  while (sp->nrecent > 0 && (sp->nrecent == SPOOL_RECENT ||
-                             sp->recent_bytes + bytes > SPOOL_RECENT_BYTES))
+  while (sp->nrecent > 0 &&
+         now - sp->recent_at[0] > SPOOL_RECENT_AGE_MS)
     spool_recent_drop(sp, 0, 1);
+  if (sp->nrecent == SPOOL_RECENT ||
+      sp->recent_bytes + bytes > SPOOL_RECENT_BYTES) {
+    cam_event_free(ev);
+    return;
+  }
+  sp->recent_at[sp->nrecent] = now;
   sp->recent[sp->nrecent++] = ev;
   sp->recent_bytes += bytes;
 }
@@ -905,16 +930,6 @@ spool_batch_done(void *arg)
 {
   struct job *batch = arg;
 
-  /* Every event of the batch goes into the cache before any submitter
-   * hears of it: the first answer starts deliveries for the whole batch,
-   * which the database already shows. */
-  for (struct job *j = batch; j; j = j->next) {
-    if (j->type == JOB_EVENT && j->ok && j->ev) {
-      j->ev->id = j->event_id;
-      spool_recent_put(j->sp, j->ev);
-      j->ev = NULL;
-    }
-  }
   while (batch) {
     struct job *j = batch;
 
@@ -922,8 +937,11 @@ spool_batch_done(void *arg)
     /* Pruned events must not come back from the cache. Dropping every
      * cached event past the cutoff may drop one still pending; it is
      * then read from the database. */
-    if (j->type == JOB_PRUNE && j->ok)
+    if (j->type == JOB_PRUNE && j->ok) {
+      pthread_mutex_lock(&j->sp->recent_lock);
       spool_recent_prune(j->sp, now_ms() - j->retention_s * 1000);
+      pthread_mutex_unlock(&j->sp->recent_lock);
+    }
     if (j->type == JOB_EVENT && j->stored)
       j->stored(j->arg, j->ok, j->ok ? j->event_id : 0);
     else if (j->type == JOB_UPDATE && j->written)
@@ -1004,6 +1022,15 @@ spool_write_batch(struct spool *sp, struct job *batch)
       j->ok = 0;
   } else {
     log_debug("spool", "batch=%zu committed", n);
+    pthread_mutex_lock(&sp->recent_lock);
+    for (struct job *j = batch; j; j = j->next) {
+      if (j->type == JOB_EVENT && j->ok && j->ev) {
+        j->ev->id = j->event_id;
+        spool_recent_put(sp, j->ev);
+        j->ev = NULL;
+      }
+    }
+    pthread_mutex_unlock(&sp->recent_lock);
   }
   notify_post(sp->notify, spool_batch_done, batch);
 }
@@ -1198,6 +1225,7 @@ spool_open(const char *dir, struct notify *n, char *err, size_t errsz)
   pthread_cond_init(&sp->cond, NULL);
   pthread_cond_init(&sp->ckpt_cond, NULL);
   pthread_mutex_init(&sp->ckpt_mutex, NULL);
+  pthread_mutex_init(&sp->recent_lock, NULL);
   snprintf(path, sizeof(path), "%s/att", dir);
   if (spool_mkdir(dir, err, errsz) != 0 || spool_lock(sp, err, errsz) ||
       spool_mkdir(path, err, errsz))
@@ -1284,6 +1312,7 @@ spool_close(struct spool *sp)
   pthread_cond_destroy(&sp->cond);
   pthread_cond_destroy(&sp->ckpt_cond);
   pthread_mutex_destroy(&sp->ckpt_mutex);
+  pthread_mutex_destroy(&sp->recent_lock);
   if (sp->lock_fd >= 0)
     close(sp->lock_fd);
   free(sp->files);
@@ -1518,15 +1547,22 @@ spool_load_labels(struct cam_event *ev, const char *text)
   json_decref(obj);
 }
 
-struct cam_event *
-spool_load_event(struct spool *sp, int64_t id)
+/* With media 0 the event comes without its attachments and raw mail:
+ * for a delivery phase that only needs the event's fields. */
+static struct cam_event *
+spool_load_event_opt(struct spool *sp, int64_t id, int media)
 {
   const char *sql = "SELECT camera, camera_name, source, kind, state,"
                     " device_time, recv_time, title, text, labels"
                     " FROM events WHERE id=?";
   sqlite3_stmt *st = NULL;
-  struct cam_event *ev = spool_recent_take(sp, id);
+  struct cam_event *ev;
 
+  pthread_mutex_lock(&sp->recent_lock);
+  ev = spool_recent_take(sp, id);
+  if (id > sp->loaded_max)
+    sp->loaded_max = id;
+  pthread_mutex_unlock(&sp->recent_lock);
   if (ev)
     return ev;
   if (spool_prep(sp, sp->rdb, sql, &st) != SQLITE_OK)
@@ -1547,13 +1583,19 @@ spool_load_event(struct spool *sp, int64_t id)
     spool_load_labels(ev, (const char *)sqlite3_column_text(st, 9));
   }
   spool_fin(st);
-  if (ev)
+  if (ev && media)
     spool_load_attachments(sp, ev);
   return ev;
 }
 
 struct cam_event *
-spool_load_delivery(struct spool *sp, int64_t delivery_id)
+spool_load_event(struct spool *sp, int64_t id)
+{
+  return spool_load_event_opt(sp, id, 1);
+}
+
+struct cam_event *
+spool_load_delivery(struct spool *sp, int64_t delivery_id, int media)
 {
   const char *sql = "SELECT event_id, rule, folded, folded_since"
                     " FROM deliveries WHERE id=?";
@@ -1577,7 +1619,7 @@ spool_load_delivery(struct spool *sp, int64_t delivery_id)
   }
   spool_fin(st);
   if (event_id != 0)
-    ev = spool_load_event(sp, event_id);
+    ev = spool_load_event_opt(sp, event_id, media);
   if (ev == NULL) {
     free(rule);
     return NULL;

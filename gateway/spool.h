@@ -87,9 +87,10 @@ int64_t spool_next_due(struct spool *sp, const char *backend);
 /* Loads an event with its attachments; NULL when gone. Caller frees. */
 struct cam_event *spool_load_event(struct spool *sp, int64_t id);
 /* Loads the event of a delivery with what the delivery carries filled in:
- * rule, folded and folded_since. NULL when gone. Caller frees. */
+ * rule, folded and folded_since; its attachments and raw mail only when
+ * media is set. NULL when gone. Caller frees. */
 struct cam_event *spool_load_delivery(struct spool *sp,
-                                      int64_t delivery_id);
+                                      int64_t delivery_id, int media);
 /* Number of pending deliveries for backend, or of all when NULL. */
 long spool_pending(struct spool *sp, const char *backend);
 

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <sqlite3.h>
 
 #include "gateway/event.h"
 #include "gateway/log.h"
@@ -298,6 +299,90 @@ test_raw_message(void **state)
   free(raw);
 }
 
+/* Overwrites every stored picture in the database behind the spool's
+ * back: what a load returns afterwards with the original bytes came from
+ * memory, with zeros from the database. */
+static void
+zero_pictures(struct fixture *f)
+{
+  char path[300];
+  sqlite3 *db = NULL;
+
+  snprintf(path, sizeof(path), "%s/spool.db", f->dir);
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);
+  assert_int_equal(sqlite3_exec(db, "UPDATE attachments SET"
+                                " data=zeroblob(length(data))"
+                                " WHERE data IS NOT NULL", NULL, NULL,
+                                NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_changes(db) > 0, 1);
+  sqlite3_close(db);
+}
+
+/* The dispatcher may find a committed event in the database before the
+ * loop has run the writer's answer: the event is in memory already then.
+ * Its first load takes it from there, a later phase gets the fields
+ * without the pictures, and a load after that reads the database. */
+static void
+test_first_delivery_from_memory(void **state)
+{
+  struct fixture *f = *state;
+  struct route r = {.backend = "ha", .rule = "all"};
+  struct delivery due[1];
+  struct cam_event *ev;
+
+  spool_submit(f->sp, make_event("mem", 1000), &r, 1, on_stored, f);
+  /* Committed, but the loop has not run: no answer yet. */
+  for (int i = 0; i < 500 && spool_pending(f->sp, "ha") < 1; i++)
+    usleep(10000);
+  assert_int_equal(f->stored, 0);
+  assert_int_equal(spool_due(f->sp, "ha", now_ms(), NULL, 0, due, 1), 1);
+  zero_pictures(f);
+
+  ev = spool_load_delivery(f->sp, due[0].id, 1);
+  assert_non_null(ev);
+  assert_int_equal(ev->natt, 1);
+  assert_int_equal(ev->att[0].data[2], (unsigned char)(2 * 7 + 3));
+  cam_event_free(ev);
+
+  ev = spool_load_delivery(f->sp, due[0].id, 0);
+  assert_non_null(ev);
+  assert_string_equal(ev->camera, "mem");
+  assert_string_equal(ev->rule, "all");
+  assert_int_equal(ev->natt, 0);
+  cam_event_free(ev);
+
+  ev = spool_load_delivery(f->sp, due[0].id, 1);
+  assert_int_equal(ev->natt, 1);
+  assert_int_equal(ev->att[0].data[2], 0);
+  cam_event_free(ev);
+  run_until(f, &f->stored, 1);
+}
+
+/* More stored at once than the cache holds (30 x 100 KB against 2 MB):
+ * deliveries start with the oldest, so the oldest stay in memory and the
+ * newest are read from the database. */
+static void
+test_cache_keeps_the_oldest(void **state)
+{
+  struct fixture *f = *state;
+  struct route r = {.backend = "ha", .rule = "all"};
+  struct cam_event *ev;
+
+  for (int i = 0; i < 30; i++)
+    spool_submit(f->sp, make_event("many", 100 * 1024), &r, 1, on_stored,
+                 f);
+  run_until(f, &f->stored, 30);
+  assert_int_equal(f->ok, 30);
+  zero_pictures(f);
+  ev = spool_load_event(f->sp, f->ids[0]);
+  assert_int_equal(ev->att[0].data[2], (unsigned char)(2 * 7 + 3));
+  cam_event_free(ev);
+  ev = spool_load_event(f->sp, f->ids[29]);
+  assert_int_equal(ev->att[0].data[2], 0);
+  cam_event_free(ev);
+}
+
 static void
 test_update_and_reopen(void **state)
 {
@@ -396,6 +481,10 @@ main(void)
     cmocka_unit_test_setup_teardown(test_wal_stays_bounded, setup,
                                     teardown),
     cmocka_unit_test_setup_teardown(test_picture_file_moves_in, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_first_delivery_from_memory, setup,
+                                    teardown),
+    cmocka_unit_test_setup_teardown(test_cache_keeps_the_oldest, setup,
                                     teardown),
     cmocka_unit_test_setup_teardown(test_update_and_reopen, setup,
                                     teardown),

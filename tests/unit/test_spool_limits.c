@@ -193,7 +193,7 @@ test_hold_and_fold(void **state)
   assert_int_equal(FOLDED_OF(f, f->ids[6], "phone"), 4);
   id = db_int(f, "SELECT id FROM deliveries WHERE event_id=?1 AND "
               "backend='phone'", f->ids[6]);
-  ev = spool_load_delivery(f->sp, id);
+  ev = spool_load_delivery(f->sp, id, 1);
   assert_non_null(ev);
   assert_string_equal(ev->rule, "r");
   assert_int_equal(ev->folded, 4);
