@@ -672,7 +672,10 @@ snap_from_jpeg(const struct attachment *a, int box_w, int box_h,
   if (snapshot_jpeg_info(a->data, a->len, &w, &h, &subsamp, err,
                          errsz) < 0)
     return NULL;
-  snapshot_fit(w, h, box_w, box_h, &tw, &th);
+  if (snapshot_fit(w, h, box_w, box_h, &tw, &th) != 0) {
+    snprintf(err, errsz, "JPEG of %dx%d pixels", w, h);
+    return NULL;
+  }
   if (tw == w && th == h) {
     if (snapshot_jpeg_check(a->data, a->len, &w, &h, err, errsz) < 0)
       return NULL;
