@@ -134,18 +134,13 @@ struct spool {
   int sync_full;             /* writer's synchronous is FULL now */
   /* Events just stored, kept for their first delivery so it need not read
    * back from the database what it had in memory a moment ago. The writer
-   * puts them right after its commit, before the loop hears of it: the
-   * dispatcher may see the batch in the database first. Under
-   * recent_lock. */
+   * puts them in just before its commit (the dispatcher may find a batch
+   * in the database before the loop has heard of it); the main thread
+   * takes them. Under recent_lock. */
   pthread_mutex_t recent_lock;
   struct cam_event *recent[SPOOL_RECENT];
   int64_t recent_at[SPOOL_RECENT];  /* mono_ms() when put */
   size_t nrecent;
-  /* Highest event id loaded so far. Deliveries start in event order, and
-   * the dispatcher may find a committed batch in the database before its
-   * answer reaches the loop: an event at or below this id has been read
-   * already and is not cached. */
-  int64_t loaded_max;
   size_t recent_bytes;
   struct stmt_cache rcache;  /* main thread's */
 };
@@ -813,10 +808,21 @@ spool_prune_limits(struct spool *sp)
   return rc;
 }
 
+/* For tests: while the file CAMGATE_SPOOL_FAIL names exists, every batch
+ * fails, at its start, or at its commit (after every job was written)
+ * when the file holds "commit". */
 static int
-spool_fail_injected(const struct spool *sp)
+spool_fail_injected(const struct spool *sp, int at_commit)
 {
-  return sp->fail_path && access(sp->fail_path, F_OK) == 0;
+  char buf[8] = "";
+  FILE *fp;
+  int commit;
+
+  if (sp->fail_path == NULL || (fp = fopen(sp->fail_path, "r")) == NULL)
+    return 0;
+  commit = fgets(buf, sizeof(buf), fp) && strncmp(buf, "commit", 6) == 0;
+  fclose(fp);
+  return commit == at_commit;
 }
 
 static int
@@ -883,10 +889,6 @@ spool_recent_put(struct spool *sp, struct cam_event *ev)
   size_t bytes = spool_event_bytes(ev);
   int64_t now = mono_ms();
 
-  if (ev->id <= sp->loaded_max) {
-    cam_event_free(ev);
-    return;
-  }
   while (sp->nrecent > 0 &&
          now - sp->recent_at[0] > SPOOL_RECENT_AGE_MS)
     spool_recent_drop(sp, 0, 1);
@@ -921,6 +923,27 @@ spool_recent_take(struct spool *sp, int64_t id)
     }
   }
   return NULL;
+}
+
+/* Writer thread. keep: the events of the batch's stored jobs go into the
+ * cache (the jobs no longer own them). !keep: the commit failed, the jobs
+ * take back those still there. */
+static void
+spool_recent_keep(struct spool *sp, struct job *batch, int keep)
+{
+  pthread_mutex_lock(&sp->recent_lock);
+  for (struct job *j = batch; j; j = j->next) {
+    if (j->type != JOB_EVENT || !j->ok)
+      continue;
+    if (keep && j->ev) {
+      j->ev->id = j->event_id;
+      spool_recent_put(sp, j->ev);
+      j->ev = NULL;
+    } else if (!keep && j->ev == NULL) {
+      j->ev = spool_recent_take(sp, j->event_id);
+    }
+  }
+  pthread_mutex_unlock(&sp->recent_lock);
 }
 
 /* Runs on the main loop when a batch is committed (or failed): tells each
@@ -992,7 +1015,8 @@ spool_write_batch(struct spool *sp, struct job *batch)
   size_t n = 0;
 
   spool_set_sync(sp, batch);
-  ok = !spool_fail_injected(sp) && spool_wexec(sp, "BEGIN IMMEDIATE") == 0;
+  ok = !spool_fail_injected(sp, 0) &&
+       spool_wexec(sp, "BEGIN IMMEDIATE") == 0;
   for (struct job *j = batch; j; j = j->next)
     n++;
   for (struct job *j = batch; ok && j; j = j->next) {
@@ -1006,7 +1030,11 @@ spool_write_batch(struct spool *sp, struct job *batch)
     }
     spool_wexec(sp, "RELEASE job");
   }
-  if (ok && spool_sync_files(sp) != 0) {
+  /* The batch's events go into the cache before the commit makes them
+   * visible: whoever finds one in the database finds it in memory too. */
+  if (ok)
+    spool_recent_keep(sp, batch, 1);
+  if (ok && (spool_fail_injected(sp, 1) || spool_sync_files(sp) != 0)) {
     spool_wexec(sp, "ROLLBACK");
     ok = 0;
   } else if (ok && spool_wexec(sp, "COMMIT") != 0) {
@@ -1018,19 +1046,11 @@ spool_write_batch(struct spool *sp, struct job *batch)
     log_error("spool", "batch=%zu commit=failed msg=\"nothing in this "
               "batch is acknowledged; cameras get 451 and send again; "
               "check the disk under the spool path\"", n);
+    spool_recent_keep(sp, batch, 0);
     for (struct job *j = batch; j; j = j->next)
       j->ok = 0;
   } else {
     log_debug("spool", "batch=%zu committed", n);
-    pthread_mutex_lock(&sp->recent_lock);
-    for (struct job *j = batch; j; j = j->next) {
-      if (j->type == JOB_EVENT && j->ok && j->ev) {
-        j->ev->id = j->event_id;
-        spool_recent_put(sp, j->ev);
-        j->ev = NULL;
-      }
-    }
-    pthread_mutex_unlock(&sp->recent_lock);
   }
   notify_post(sp->notify, spool_batch_done, batch);
 }
@@ -1560,8 +1580,6 @@ spool_load_event_opt(struct spool *sp, int64_t id, int media)
 
   pthread_mutex_lock(&sp->recent_lock);
   ev = spool_recent_take(sp, id);
-  if (id > sp->loaded_max)
-    sp->loaded_max = id;
   pthread_mutex_unlock(&sp->recent_lock);
   if (ev)
     return ev;

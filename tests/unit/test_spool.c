@@ -438,6 +438,43 @@ test_injected_failure(void **state)
   unsetenv("CAMGATE_SPOOL_FAIL");
 }
 
+/* A batch that fails at its commit, after its events went into the cache
+ * of just-stored events, takes them back: the next event gets the same
+ * id from SQLite and must not be answered with the failed one. */
+static void
+test_failed_commit_leaves_no_cached_event(void **state)
+{
+  struct fixture *f = *state;
+  struct route r = {.backend = "ha", .rule = "all"};
+  struct delivery due[2];
+  struct cam_event *ev;
+  char flag[300];
+  FILE *fp;
+
+  snprintf(flag, sizeof(flag), "%s/fail", f->dir);
+  setenv("CAMGATE_SPOOL_FAIL", flag, 1);
+  fixture_close(f);
+  fixture_open(f);
+  fp = fopen(flag, "w");
+  assert_non_null(fp);
+  fputs("commit\n", fp);
+  fclose(fp);
+  spool_submit(f->sp, make_event("failed", 1000), &r, 1, on_stored, f);
+  run_until(f, &f->stored, 1);
+  assert_int_equal(f->ok, 0);
+  assert_int_equal(spool_pending(f->sp, NULL), 0);
+  unlink(flag);
+  spool_submit(f->sp, make_event("stored", 1000), &r, 1, on_stored, f);
+  run_until(f, &f->stored, 2);
+  assert_int_equal(f->ok, 1);
+  assert_int_equal(spool_due(f->sp, "ha", now_ms(), NULL, 0, due, 2), 1);
+  ev = spool_load_delivery(f->sp, due[0].id, 1);
+  assert_non_null(ev);
+  assert_string_equal(ev->camera, "stored");
+  cam_event_free(ev);
+  unsetenv("CAMGATE_SPOOL_FAIL");
+}
+
 static void
 test_prune(void **state)
 {
@@ -489,6 +526,8 @@ main(void)
     cmocka_unit_test_setup_teardown(test_update_and_reopen, setup,
                                     teardown),
     cmocka_unit_test_setup_teardown(test_injected_failure, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_failed_commit_leaves_no_cached_event,
+                                    setup, teardown),
     cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
   };
 
