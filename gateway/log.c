@@ -1,12 +1,14 @@
 /* log.c - see log.h. */
 #include "gateway/log.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 static enum log_level log_level = LOGL_INFO;
 
@@ -195,4 +197,25 @@ xstrndup(const char *s, size_t n)
   memcpy(p, s, n);
   p[n] = '\0';
   return p;
+}
+
+int
+write_all(int fd, const void *p, size_t n)
+{
+  const char *c = p;
+
+  while (n > 0) {
+    ssize_t w = write(fd, c, n);
+
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0) {
+      if (w == 0)
+        errno = EIO;
+      return -1;
+    }
+    c += w;
+    n -= (size_t)w;
+  }
+  return 0;
 }

@@ -40,6 +40,9 @@ void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
+/* Writes all n bytes to fd, going on after EINTR and short writes.
+ * Returns 0, or -1 with errno set. */
+int write_all(int fd, const void *p, size_t n);
 /* A new string formatted like printf; never NULL. Caller frees. */
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

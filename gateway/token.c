@@ -116,22 +116,6 @@ token_load(const char *path, struct token *t, char *err, size_t errsz)
   return 0;
 }
 
-static int
-token_write_all(int fd, const char *p, size_t n)
-{
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      return -1;
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
 static void
 token_fsync_dir(const char *path)
 {
@@ -181,8 +165,8 @@ token_save(const char *path, const struct token *t, char *err,
     snprintf(err, errsz, "%s: %s", tmp, strerror(errno));
     goto out;
   }
-  if (fchmod(fd, 0600) < 0 || token_write_all(fd, json, strlen(json)) < 0 ||
-      token_write_all(fd, "\n", 1) < 0 || fsync(fd) < 0) {
+  if (fchmod(fd, 0600) < 0 || write_all(fd, json, strlen(json)) < 0 ||
+      write_all(fd, "\n", 1) < 0 || fsync(fd) < 0) {
     snprintf(err, errsz, "%s: %s", tmp, strerror(errno));
     close(fd);
     unlink(tmp);

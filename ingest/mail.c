@@ -348,22 +348,6 @@ mail_html_text(const char *html)
   return text;
 }
 
-static int
-mail_write_all(int fd, const char *p, size_t n)
-{
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      return -1;
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
 /* A large base64 part decoded chunk by chunk into a new file under the
  * spill directory. Returns the path (caller frees; the file is the
  * caller's) with *len bytes and the first bytes in head (for the type),
@@ -403,7 +387,7 @@ mail_part_to_file(GMimePart *part, size_t *len, unsigned char *head,
 
     if (n < headsz)
       memcpy(head + n, out, m < headsz - n ? m : headsz - n);
-    ok = mail_write_all(fd, out, m) == 0;
+    ok = write_all(fd, out, m) == 0;
     n += m;
   }
   /* A file stream answers -1 at the end of its bounds, not 0. */

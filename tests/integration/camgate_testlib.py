@@ -136,6 +136,17 @@ def port_open(port, host=HOST, timeout=0.3):
     return False
 
 
+def start_broker(cls):
+  """Starts a Mosquitto (cls.mosq) and a subscriber to everything on it
+  (cls.watcher) for a test class, stopped by its class cleanups; cls.tmp
+  must be set."""
+  cls.mosq = Mosquitto(cls.tmp)
+  cls.mosq.start()
+  cls.addClassCleanup(cls.mosq.stop)
+  cls.watcher = MqttWatcher(cls.mosq.port).start()
+  cls.addClassCleanup(cls.watcher.stop)
+
+
 def make_tmpdir(tag):
   path = tempfile.mkdtemp(prefix="camgate-it-%s-" % tag)
   if os.environ.get("CAMGATE_IT_KEEP"):

@@ -27,11 +27,7 @@ class EmailNeedsLoginNotice(unittest.TestCase):
     cls.addClassCleanup(lib.remove_tmpdir, cls.tmp)
     cls.fake = peers.FakeOAuth().start()
     cls.addClassCleanup(cls.fake.stop)
-    cls.mosq = lib.Mosquitto(cls.tmp)
-    cls.mosq.start()
-    cls.addClassCleanup(cls.mosq.stop)
-    cls.watcher = lib.MqttWatcher(cls.mosq.port).start()
-    cls.addClassCleanup(cls.watcher.stop)
+    lib.start_broker(cls)
     cls.smtp_port = lib.free_port()
     fake = cls.fake
     token = os.path.join(cls.tmp, "outlook.token")

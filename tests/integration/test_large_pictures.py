@@ -44,11 +44,7 @@ class LargePictures(lib.EventAsserts, unittest.TestCase):
   def setUpClass(cls):
     cls.tmp = lib.make_tmpdir("largepic")
     cls.addClassCleanup(lib.remove_tmpdir, cls.tmp)
-    cls.mosq = lib.Mosquitto(cls.tmp)
-    cls.mosq.start()
-    cls.addClassCleanup(cls.mosq.stop)
-    cls.watcher = lib.MqttWatcher(cls.mosq.port).start()
-    cls.addClassCleanup(cls.watcher.stop)
+    lib.start_broker(cls)
     cls.smtp_port = lib.free_port()
     cfg = lib.base_config(cls.tmp, cls.smtp_port, cls.mosq.port,
                           [lib.camera(CAM)], max_size="16M")

@@ -42,11 +42,7 @@ class RateLimitStorm(unittest.TestCase):
   def setUpClass(cls):
     cls.tmp = lib.make_tmpdir("ratelimit")
     cls.addClassCleanup(lib.remove_tmpdir, cls.tmp)
-    cls.mosq = lib.Mosquitto(cls.tmp)
-    cls.mosq.start()
-    cls.addClassCleanup(cls.mosq.stop)
-    cls.watcher = lib.MqttWatcher(cls.mosq.port).start()
-    cls.addClassCleanup(cls.watcher.stop)
+    lib.start_broker(cls)
     cls.smtp_port, dead_port = lib.free_ports(2)
     cfg = lib.base_config(cls.tmp, cls.smtp_port, cls.mosq.port,
                           [lib.camera(CAMERA)], hold="2s")

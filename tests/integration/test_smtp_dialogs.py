@@ -27,11 +27,7 @@ class Dialogs(lib.EventAsserts, unittest.TestCase):
     cls.tmp = lib.make_tmpdir("dialogs")
     cls.addClassCleanup(lib.remove_tmpdir, cls.tmp)
     cls.cert, cls.key = lib.make_cert(cls.tmp)
-    cls.mosq = lib.Mosquitto(cls.tmp)
-    cls.mosq.start()
-    cls.addClassCleanup(cls.mosq.stop)
-    cls.watcher = lib.MqttWatcher(cls.mosq.port).start()
-    cls.addClassCleanup(cls.watcher.stop)
+    lib.start_broker(cls)
     cls.smtp_port, cls.tls_port = lib.free_ports(2)
     cfg = lib.base_config(cls.tmp, cls.smtp_port, cls.mosq.port,
                           fixture_cameras(), tls=(cls.cert, cls.key),

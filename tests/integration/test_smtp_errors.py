@@ -23,11 +23,7 @@ class SmtpErrors(lib.EventAsserts, unittest.TestCase):
     cls.tmp = lib.make_tmpdir("errors")
     cls.addClassCleanup(lib.remove_tmpdir, cls.tmp)
     cls.cert, cls.key = lib.make_cert(cls.tmp)
-    cls.mosq = lib.Mosquitto(cls.tmp)
-    cls.mosq.start()
-    cls.addClassCleanup(cls.mosq.stop)
-    cls.watcher = lib.MqttWatcher(cls.mosq.port).start()
-    cls.addClassCleanup(cls.watcher.stop)
+    lib.start_broker(cls)
     cls.smtp_port, cls.tls_port = lib.free_ports(2)
     cls.fail_flag = os.path.join(cls.tmp, "spool-fail")
     cfg = lib.base_config(cls.tmp, cls.smtp_port, cls.mosq.port,

@@ -18,11 +18,7 @@ class EndToEnd(lib.EventAsserts, unittest.TestCase):
     cls.tmp = lib.make_tmpdir("e2e")
     cls.addClassCleanup(lib.remove_tmpdir, cls.tmp)
     cls.cert, cls.key = lib.make_cert(cls.tmp)
-    cls.mosq = lib.Mosquitto(cls.tmp)
-    cls.mosq.start()
-    cls.addClassCleanup(cls.mosq.stop)
-    cls.watcher = lib.MqttWatcher(cls.mosq.port).start()
-    cls.addClassCleanup(cls.watcher.stop)
+    lib.start_broker(cls)
     cls.smtp_port, cls.tls_port = lib.free_ports(2)
     cams = [lib.camera(c) for c in LOGINS]
     cams.append(lib.camera("nvr-yard", name="Yard NVR",

@@ -411,22 +411,32 @@ test_update_and_reopen(void **state)
   assert_int_equal(due[0].phase, 1);
 }
 
+/* Reopens the spool with CAMGATE_SPOOL_FAIL set (it is read at open) and
+ * makes batches fail as how says ("" at the start, "commit" at the
+ * commit) until flag is removed. */
+static void
+fail_batches(struct fixture *f, const char *how, char *flag, size_t flagsz)
+{
+  FILE *fp;
+
+  snprintf(flag, flagsz, "%s/fail", f->dir);
+  setenv("CAMGATE_SPOOL_FAIL", flag, 1);
+  fixture_close(f);
+  fixture_open(f);
+  fp = fopen(flag, "w");
+  assert_non_null(fp);
+  fputs(how, fp);
+  fclose(fp);
+}
+
 static void
 test_injected_failure(void **state)
 {
   struct fixture *f = *state;
   struct route r = {.backend = "ha", .rule = "all"};
   char flag[300];
-  FILE *fp;
 
-  /* The variable is read at open: reopen with it set. */
-  snprintf(flag, sizeof(flag), "%s/fail", f->dir);
-  setenv("CAMGATE_SPOOL_FAIL", flag, 1);
-  fixture_close(f);
-  fixture_open(f);
-  fp = fopen(flag, "w");
-  assert_non_null(fp);
-  fclose(fp);
+  fail_batches(f, "", flag, sizeof(flag));
   spool_submit(f->sp, make_event("a", 10), &r, 1, on_stored, f);
   run_until(f, &f->stored, 1);
   assert_int_equal(f->ok, 0);
@@ -449,16 +459,8 @@ test_failed_commit_leaves_no_cached_event(void **state)
   struct delivery due[2];
   struct cam_event *ev;
   char flag[300];
-  FILE *fp;
 
-  snprintf(flag, sizeof(flag), "%s/fail", f->dir);
-  setenv("CAMGATE_SPOOL_FAIL", flag, 1);
-  fixture_close(f);
-  fixture_open(f);
-  fp = fopen(flag, "w");
-  assert_non_null(fp);
-  fputs("commit\n", fp);
-  fclose(fp);
+  fail_batches(f, "commit\n", flag, sizeof(flag));
   spool_submit(f->sp, make_event("failed", 1000), &r, 1, on_stored, f);
   run_until(f, &f->stored, 1);
   assert_int_equal(f->ok, 0);
