@@ -1316,32 +1316,37 @@ mqtt_pub_event(struct mqtt *m, struct mqtt_dlv *d,
   return rc;
 }
 
-/* The retained snapshot: the camera's bytes as they came, unless the
- * config asks for a checked picture ("full") or a thumbnail ("WxH"),
- * which the shared snapshot cache makes once per event and size. */
+/* The retained snapshot: the camera's bytes as they came (the first
+ * picture whose header reads), unless the config asks for a checked
+ * picture ("full") or a thumbnail ("WxH"), which the shared snapshot
+ * cache makes once per event and size. */
 static int
 mqtt_pub_snapshot(struct mqtt *m, struct mqtt_dlv *d,
                   const struct cam_event *ev, const char *topic)
 {
-  const struct attachment *att = cam_event_snapshot(ev);
   struct snapshot *s;
   int w = 0, h = 0;
   int rc;
 
   if (m->mc->snapshot == NULL) {
+    const struct attachment *att = cam_event_snapshot(ev);
     const unsigned char *bytes;
 
-    if (att == NULL || att->len == 0)
-      return MOSQ_ERR_SUCCESS;
     /* A picture that is not sent clears the retained one, so that the
-     * previous alert's picture is not shown with this alert. */
-    if (att->len > MQTT_PICTURE_MAX) {
+     * previous alert's picture is not shown with this alert. Too large
+     * a one is not even read. */
+    if (att && att->len > MQTT_PICTURE_MAX) {
       log_info("mqtt", "backend=%s event=%" PRId64 " bytes=%zu "
                "msg=\"picture over 4 MB not published (the retained "
                "snapshot is cleared); snapshot: WxH publishes a thumbnail "
                "of it\"", m->name, ev->id, att->len);
       return mqtt_pub(m, d, topic, NULL, 0, 1);
     }
+    /* None, or none whose header reads as a picture's (each broken one
+     * logged): the retained picture stays, as for an alert without. */
+    att = snapshot_first_readable(ev);
+    if (att == NULL || att->len == 0 || att->len > MQTT_PICTURE_MAX)
+      return MOSQ_ERR_SUCCESS;
     bytes = attachment_data(att);
     return mqtt_pub(m, d, topic, bytes, bytes ? att->len : 0, 1);
   }

@@ -712,6 +712,31 @@ snap_log_bad(const struct cam_event *ev, const struct attachment *a,
            cam, name, a->len, why);
 }
 
+const struct attachment *
+snapshot_first_readable(const struct cam_event *ev)
+{
+  for (size_t i = 0; i < ev->natt; i++) {
+    const struct attachment *a = &ev->att[i];
+    const unsigned char *data;
+    char err[SNAP_ERR_LEN] = "";
+    int jpeg = strcmp(a->content_type, "image/jpeg") == 0;
+    int w, h, sub;
+
+    if (!jpeg && strcmp(a->content_type, "image/png") != 0)
+      continue;
+    data = attachment_data(a);
+    if (data == NULL)
+      snprintf(err, sizeof(err), "picture file unreadable");
+    else if (jpeg ? snapshot_jpeg_info(data, a->len, &w, &h, &sub, err,
+                                       sizeof(err)) == 0
+                  : snapshot_png_info(data, a->len, &w, &h, err,
+                                      sizeof(err)) == 0)
+      return a;
+    snap_log_bad(ev, a, err);
+  }
+  return NULL;
+}
+
 /* Attachment a fitted into the box, or NULL (logged) when unusable or
  * not a picture. */
 static struct snapshot *

@@ -103,6 +103,12 @@ struct snapshot *snapshot_get_attachment(const struct cam_event *ev,
                                          size_t i, int box_w, int box_h,
                                          int quality);
 
+/* The first attachment of ev that is a JPEG or PNG whose header reads
+ * (size, colour space and limits as snapshot_get() demands), without
+ * decoding it: for a backend that sends the camera's bytes as they
+ * came. Each picture refused on the way is logged. NULL: none. */
+const struct attachment *snapshot_first_readable(const struct cam_event *ev);
+
 struct snapshot *snapshot_ref(struct snapshot *s);
 /* Drops a reference; frees at zero. NULL is fine. */
 void snapshot_unref(struct snapshot *s);

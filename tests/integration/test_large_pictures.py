@@ -20,11 +20,23 @@ CAM = "cam-shed"
 
 
 def picture(size, seed):
-  """size bytes that start like a JPEG; seed makes each one different."""
-  head = b"\xff\xd8\xff\xe0"
-  body = bytes((i * 131 + seed) % 256 for i in range(4096))
-  reps = (size - len(head)) // len(body) + 1
-  return (head + body * reps)[:size]
+  """A real JPEG of exactly size bytes: a camera's picture with APP15
+  segments of filler after its SOI (seed makes each one different), so
+  that its header reads as a picture's must before MQTT publishes it."""
+  real = lib.eml_jpegs("05_hikvision_nvr_motion_3jpeg.eml")[0]
+  fill = bytes((i * 131 + seed) % 256 for i in range(65533))
+  segs = []
+  n = size - len(real)
+  while n > 0:
+    chunk = min(n, 4 + len(fill))
+    if 0 < n - chunk < 4:
+      chunk -= 4
+    segs.append(b"\xff\xef" + (chunk - 2).to_bytes(2, "big")
+                + fill[:chunk - 4])
+    n -= chunk
+  pic = real[:2] + b"".join(segs) + real[2:]
+  assert len(pic) == size
+  return pic
 
 
 def alert(subject, pic):

@@ -2,8 +2,10 @@
 retained snapshot is the camera's picture fitted into the box (made by
 the shared snapshot cache), and without the key it stays the camera's
 bytes, unchanged. Two MQTT backends on one real Mosquitto, one of each,
-get the same alert."""
+get the same alert. A picture whose header does not read is logged and
+left out on both: the next picture of the alert is used, or none."""
 
+import email.message
 import unittest
 
 import camgate_testlib as lib
@@ -47,6 +49,58 @@ class MqttThumbnail(unittest.TestCase):
                                  mark)
     self.assertIsNotNone(full)
     self.assertEqual(full.payload, original)
+
+  def send_pictures(self, subject, pictures):
+    msg = email.message.EmailMessage()
+    msg["From"] = "cam-shed@example.com"
+    msg["To"] = "alerts@example.net"
+    msg["Subject"] = subject
+    msg.set_content("Motion detected in the shed.")
+    for name, data in pictures:
+      msg.add_attachment(data, maintype="image", subtype="jpeg",
+                         filename=name)
+    code, reply = lib.send_smtplib(self.smtp_port, "cam-shed",
+                                   lib.PASSWORDS["cam-shed"],
+                                   "cam-shed@example.com",
+                                   ["alerts@example.net"], msg.as_bytes())
+    self.assertEqual(code, 250, reply)
+
+  def unusable_lines(self):
+    return [l for l in self.gw.log().splitlines()
+            if "picture unusable; left out" in l and "garbled.jpg" in l]
+
+  def test_broken_picture_is_left_out(self):
+    good = lib.eml_jpegs(FIX05)[0]
+    # A JPEG's first marker, then 5000 bytes with no marker in them.
+    garbled = b"\xff\xd8\xff\xe0" + bytes(i * 7 % 255 for i in range(5000))
+    mark = self.watcher.mark()
+    self.send_pictures("Motion shed, garbled then good",
+                       [("garbled.jpg", garbled), ("good.jpg", good)])
+    full = self.watcher.wait_for("camgate/cam-shed/snapshot", None, 20,
+                                 mark)
+    self.assertIsNotNone(full, lib.tail(self.gw.log(), 30))
+    self.assertEqual(full.payload, good, "not the good picture as sent")
+    small = self.watcher.wait_for("thumbs/cam-shed/snapshot", None, 20,
+                                  mark)
+    self.assertIsNotNone(small)
+    self.assertEqual(jpeg_size(small.payload), (40, 30))
+    self.assertTrue(lib.wait_until(lambda: len(self.unusable_lines()) >= 2,
+                                   10), lib.tail(self.gw.log(), 30))
+    self.assertIn("error=\"", self.unusable_lines()[0])
+
+    # Only a garbled picture: nothing is published in its place.
+    mark = self.watcher.mark()
+    seen = len(self.unusable_lines())
+    self.send_pictures("Motion shed, garbled only",
+                       [("garbled.jpg", garbled)])
+    for prefix in ("camgate", "thumbs"):
+      last = self.watcher.wait_for("%s/cam-shed/last_event" % prefix, None,
+                                   20, mark)
+      self.assertIsNotNone(last, lib.tail(self.gw.log(), 30))
+    self.assertEqual(self.watcher.all("camgate/cam-shed/snapshot", mark), [])
+    self.assertEqual(self.watcher.all("thumbs/cam-shed/snapshot", mark), [])
+    self.assertTrue(lib.wait_until(
+        lambda: len(self.unusable_lines()) >= seen + 2, 10))
 
 
 if __name__ == "__main__":

@@ -639,6 +639,34 @@ test_get_corrupt_skipped(void **state)
   free(j.data);
 }
 
+/* What MQTT publishes as sent: the first picture whose header reads. A
+ * cut one still does (only decoding finds that); garbage does not. */
+static void
+test_first_readable(void **state)
+{
+  struct jpeg j = make_jpeg(320, 240, TJSAMP_420, 0);
+  static const unsigned char garbage[] = {0xFF, 0xD8, 0xFF, 0xE0, 0x00,
+                                          0x10, 'J', 'F', 'I', 'F', 0x00,
+                                          0x01, 0x02, 0x03, 0x04, 0x05};
+  struct jpeg bad = {(unsigned char *)garbage, sizeof(garbage)};
+  struct jpeg cut = {j.data, j.len / 2};
+  struct cam_event *ev = event_with(7, &bad, "image/jpeg");
+  static const unsigned char png_bad[] = "\x89PNG\r\n\x1a\nnot-a-header";
+
+  (void)state;
+  assert_null(snapshot_first_readable(ev));
+  cam_event_add_attachment(ev, "bad.png", "image/png", png_bad,
+                           sizeof(png_bad) - 1);
+  cam_event_add_attachment(ev, "clip.mp4", "video/mp4",
+                           (const unsigned char *)"mp4", 3);
+  assert_null(snapshot_first_readable(ev));
+  cam_event_add_attachment(ev, "cut.jpg", "image/jpeg", cut.data, cut.len);
+  cam_event_add_attachment(ev, "good.jpg", "image/jpeg", j.data, j.len);
+  assert_ptr_equal(snapshot_first_readable(ev), &ev->att[4]);
+  cam_event_free(ev);
+  free(j.data);
+}
+
 static void
 test_get_no_picture(void **state)
 {
@@ -725,6 +753,7 @@ main(void)
     cmocka_unit_test_setup(test_get_png_unchanged, cache_setup),
     cmocka_unit_test_setup(test_get_corrupt_skipped, cache_setup),
     cmocka_unit_test_setup(test_get_no_picture, cache_setup),
+    cmocka_unit_test(test_first_readable),
     cmocka_unit_test_setup(test_cache_bounded, cache_setup),
     cmocka_unit_test_setup(test_cache_keeps_held_snapshot, cache_setup),
   };
