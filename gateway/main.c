@@ -41,8 +41,9 @@ static const char usage_text[] =
   "       camgate --help\n"
   "\n"
   "camgate takes the alerts IP cameras send by SMTP, stores each one\n"
-  "durably and routes it by rules to MQTT (Home Assistant). The config is\n"
-  "YAML; config/camgate.example.yaml documents every key.\n";
+  "durably and routes it by rules to MQTT (Home Assistant), ntfy pushes\n"
+  "and e-mail sent onward with OAuth 2.0. The config is YAML;\n"
+  "config/camgate.example.yaml documents every key.\n";
 
 static int
 usage(FILE *f, int rc)
