@@ -44,6 +44,7 @@
 #define MQTT_RETRY_MAX_S 60         /* our own connect attempts' backoff */
 #define MQTT_RESTART_MS 60000       /* after the network thread gave up */
 #define MQTT_WATCHDOG_MS 120000     /* down this long: restart the thread */
+#define MQTT_SHORT_MS 10000         /* a connection lost sooner is suspect */
 #define MQTT_MAX_CAMERAS 4096
 #define MQTT_MAX_KINDS 64
 #define MQTT_ERR_LEN 160
@@ -133,6 +134,7 @@ struct mqtt {
   char *status_topic;
   char *ha_status_topic;
   int connected;
+  int64_t connected_at;     /* mono_ms() of the last connection */
   int closed;
   int warned_cap;
   unsigned gen;             /* connections so far */
@@ -882,6 +884,7 @@ mqtt_handle_connect(struct mqtt *m, int rc)
     return;
   }
   m->connected = 1;
+  m->connected_at = mono_ms();
   m->gen++;
   if (m->gen == 0)
     m->gen = 1;
@@ -903,7 +906,18 @@ mqtt_handle_connect(struct mqtt *m, int rc)
 static void
 mqtt_handle_disconnect(struct mqtt *m, int rc, int ends_loop)
 {
-  if (m->connected)
+  /* A broker drops the older of two clients with one client id at
+   * once; both reconnect and drop each other in turn. */
+  if (m->connected && mono_ms() - m->connected_at < MQTT_SHORT_MS)
+    log_warn("mqtt", "backend=%s host=%s port=%d client_id=%s "
+             "connected_ms=%" PRId64 " reason=\"%s\" msg=\"disconnected "
+             "right after connecting; reconnecting. If this repeats, "
+             "another client may use the same client_id (give each its "
+             "own), or the broker refuses what camgate publishes (see its "
+             "log)\"", m->name, m->mc->host, m->port,
+             mqtt_client_id(m->mc), mono_ms() - m->connected_at,
+             mosquitto_strerror(rc));
+  else if (m->connected)
     log_warn("mqtt", "backend=%s host=%s port=%d reason=\"%s\" "
              "msg=\"disconnected; reconnecting\"", m->name, m->mc->host,
              m->port, mosquitto_strerror(rc));

@@ -336,8 +336,10 @@ auth_log_lockout(const unsigned char key[16], int failures, int seconds)
   if (inet_ntop(v4 ? AF_INET : AF_INET6, v4 ? key + 12 : key, text,
                 sizeof(text)) == NULL)
     memcpy(text, "?", 2);
-  log_warn("auth", "lockout addr=%s failures=%d seconds=%d", text, failures,
-           seconds);
+  log_warn("auth", "lockout addr=%s failures=%d seconds=%d msg=\"logins "
+           "from this address refused (454) until then; a camera with a "
+           "wrong password keeps retrying: fix its SMTP settings\"", text,
+           failures, seconds);
 }
 
 void

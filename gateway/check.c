@@ -264,6 +264,11 @@ check_event_print(const struct config *cfg, const struct cam_event *ev,
   size_t n;
 
   check_print_event(cfg, ev, f);
+  if (config_camera_for(cfg, ev->camera) == NULL)
+    fprintf(f, "warning: %s: cameras: no camera has the id %s (nor is it "
+            "a channel of an NVR there); rules are walked all the same, but "
+            "a real alert only ever comes from a configured camera\n",
+            cfg->path, ev->camera);
   check_print_rules(cfg, ev, f);
   n = router_route(cfg, ev, routes, CHECK_MAX_ROUTES);
   if (n == 0)

@@ -137,6 +137,7 @@ delivery_done(void *ctx, enum deliver_status st, int next_phase,
   int phase = f->d.phase;
   int64_t next = 0;
   int64_t wait = 0;
+  char then[64];
 
   if (f->answered)
     fatal("delivery: backend %s answered delivery %" PRId64 " twice",
@@ -165,15 +166,25 @@ delivery_done(void *ctx, enum deliver_status st, int next_phase,
     break;
   }
   next = now_ms() + wait;
+  /* What comes next, named so that a step done (MQTT's ON now, its OFF
+   * after hold) does not read like a failure retried. */
+  if (ds != DELIVERY_PENDING)
+    snprintf(then, sizeof(then), "%s", "");
+  else if (st == DELIVER_LATER && phase != f->d.phase)
+    snprintf(then, sizeof(then), " next_phase=%d next_in_ms=%" PRId64,
+             phase, wait);
+  else
+    snprintf(then, sizeof(then), " %s=%" PRId64,
+             st == DELIVER_LATER ? "wait_ms" : "retry_in_ms", wait);
   log_info("delivery", "delivery=%" PRId64 " event=%" PRId64 " backend=%s "
-           "camera=%s phase=%d result=%s attempts=%d retry_in_ms=%" PRId64
-           "%s%s%s", f->d.id, f->d.event_id, bk->name, f->ev->camera,
-           f->d.phase,
+           "camera=%s phase=%d result=%s attempts=%d%s%s%s%s", f->d.id,
+           f->d.event_id, bk->name, f->ev->camera, f->d.phase,
            ds == DELIVERY_DONE ? "done"
            : ds == DELIVERY_FAILED ? "failed"
-           : st == DELIVER_LATER ? "later" : "retry",
-           attempts, ds == DELIVERY_PENDING ? wait : 0,
-           error ? " error=\"" : "", error ? error : "", error ? "\"" : "");
+           : st == DELIVER_RETRY ? "retry"
+           : phase != f->d.phase ? "step_done" : "later",
+           attempts, then, error ? " error=\"" : "", error ? error : "",
+           error ? "\"" : "");
   cam_event_free(f->ev);
   f->ev = NULL;
   spool_update_delivery(bk->ds->spool, f->d.id, ds, phase, attempts, next,

@@ -462,13 +462,14 @@ smtp_auth_result(struct smtp_session *s, const struct camera_conf *cam)
   char euser[96];
   struct timeval tv = {SMTP_AUTH_DELAY_MS / 1000,
                        (SMTP_AUTH_DELAY_MS % 1000) * 1000};
+  int known = cam || config_camera_by_user(s->cfg, s->auth_user);
 
   /* A name no camera has may be a password typed in the wrong field:
    * only configured user names reach the log. */
-  if (cam || config_camera_by_user(s->cfg, s->auth_user))
+  if (known)
     log_escape(euser, sizeof(euser), s->auth_user, strlen(s->auth_user));
   else
-    snprintf(euser, sizeof(euser), "(unknown)");
+    snprintf(euser, sizeof(euser), "(not-a-camera)");
   if (cam) {
     auth_succeeded((struct sockaddr *)&s->peer_sa);
     s->authed = 1;
@@ -481,8 +482,12 @@ smtp_auth_result(struct smtp_session *s, const struct camera_conf *cam)
   }
   auth_failed(s->cfg, (struct sockaddr *)&s->peer_sa);
   log_warn("smtp", "session=%016" PRIx64 " auth=failed user=%s remote=%s "
-           "msg=\"wrong user or password; check the camera's SMTP "
-           "settings\"", s->id, euser, s->peer);
+           "msg=\"%s\"", s->id, euser, s->peer,
+           known ? "wrong password for this user; check the camera's SMTP "
+                   "password"
+                 : "no camera has this user name (not logged: it may be "
+                   "a password typed into the user field); check the "
+                   "camera's SMTP user");
   smtp_set_state(s, SMTP_ST_PAUSED);
   bufferevent_disable(s->bev, EV_READ);
   evtimer_add(s->delay_timer, &tv);
@@ -684,6 +689,10 @@ smtp_cmd_mail(struct smtp_session *s, const char *arg)
       return;
     }
     if (size > s->cfg->smtp.max_size) {
+      log_warn("smtp", "session=%016" PRIx64 " size=%llu max=%zu "
+               "msg=\"message announced over smtp.max_size refused at MAIL "
+               "FROM; raise smtp.max_size or lower the camera's picture "
+               "size\"", s->id, size, s->cfg->smtp.max_size);
       smtp_reply(s, "552 5.3.4 Message too big for this system");
       return;
     }

@@ -98,6 +98,21 @@ class CheckEvent(unittest.TestCase):
                      'time=2026-12-03T23:30:00+01 zone=Europe/Berlin '
                      'snapshot=yes label.channel="D4"')
 
+  def test_unknown_camera_is_warned_about(self):
+    path = os.path.join(self.tmp, "with-cameras.yaml")
+    with open(path, "w") as f:
+      f.write(readme_rules_yaml() + "\ncameras:\n  - id: door\n"
+              "    allow_from: [192.0.2.10]\n")
+    warn = "warning: %s: cameras: no camera has the id %s"
+    for camera, known in (("door", True), ("gate", False)):
+      with self.subTest(camera=camera):
+        r = lib.run_camgate(["check", "-c", path, "--event",
+                             "camera=" + camera, "kind=person"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(warn % (path, camera) in r.stdout, not known,
+                         r.stdout)
+        self.assertIn("route homeassistant", r.stdout)
+
   def test_bad_event_exits_2(self):
     for args in (["kind=person"], ["camera=door", "colour=red"],
                  ["camera=door", "time=yesterday"],

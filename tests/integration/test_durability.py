@@ -117,6 +117,27 @@ class Durability(lib.EventAsserts, unittest.TestCase):
     self.assertTrue(lib.wait_until(lambda: len(self.events_with(tag)) == 1,
                                    30), "the waiting alert never arrived")
 
+  def test_client_id_taken_over_is_named_in_the_log(self):
+    """Another client connecting with camgate's client id makes the broker
+    drop camgate; camgate reconnects, says which id, and still delivers."""
+    connected = r"backend=ha host=\S+ port=%d msg=\"connected\"" \
+        % self.mosq.port
+    for attempt in range(2):
+      since = self.gw.log_mark()
+      intruder = lib.MqttWatcher(self.mosq.port, topics=("nothing/here",),
+                                 client_id="camgate", reconnect=False)
+      intruder.start()
+      intruder.stop()
+      self.assertTrue(self.gw.wait_log(connected, 15, since),
+                      lib.tail(self.gw.log(), 20))
+    # The second time camgate had been connected for moments only.
+    line = self.gw.wait_log(r"client_id=camgate connected_ms=\d+ .*another "
+                            r"client may use the same client_id", 5)
+    self.assertTrue(line, lib.tail(self.gw.log(), 20))
+    self.assertEqual(self.send("cam-door", "after takeover").code, 250)
+    self.assert_event("cam-door", self.mark,
+                      pred=lambda e: "after takeover" in e["title"])
+
   def test_start_with_broker_down_then_broker_up(self):
     """Like the kill -9 case without the kill: camgate (re)started while
     the broker is down must connect once the broker is back."""
