@@ -63,10 +63,14 @@ struct backend_ops {
                       const struct config *cfg);
 };
 
-/* Returns the ops for a backend type. */
-const struct backend_ops *backend_ops_for(enum backend_type type);
+/* Returns the ops for a backend type; for e-mail and ntfy that opens
+ * camgate-http.so the first time (gateway/module.h). NULL, with the
+ * reason in err (when err is not NULL), if it cannot. */
+const struct backend_ops *backend_ops_for(enum backend_type type,
+                                          char *err, size_t errsz);
 
 extern const struct backend_ops mqtt_backend_ops;
+/* In camgate-http.so. */
 extern const struct backend_ops email_backend_ops;
 extern const struct backend_ops ntfy_backend_ops;
 

@@ -232,7 +232,8 @@ static void
 check_print_route(const struct config *cfg, const struct route *rt, FILE *f)
 {
   const struct backend_conf *bc = config_backend(cfg, rt->backend);
-  const struct backend_ops *ops = bc ? backend_ops_for(bc->type) : NULL;
+  const struct backend_ops *ops = bc ? backend_ops_for(bc->type, NULL, 0)
+                                     : NULL;
   const struct action *a = &rt->action;
   char q[CHECK_QUOTE_LEN];
 

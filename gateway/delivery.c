@@ -291,7 +291,7 @@ bk_open(struct delivery_sched *ds, const struct backend_conf *bc)
   bk->cfg = config_ref(ds->cfg);
   bk->open_cfg = config_ref(ds->cfg);
   bk->bc = bc;
-  bk->ops = backend_ops_for(bc->type);
+  bk->ops = backend_ops_for(bc->type, err, sizeof(err));
   bk->timer = evtimer_new(ds->base, bk_timer_cb, bk);
   if (bk->ops)
     bk->state = bk->ops->open(bc, ds->cfg, ds->base, ds->notify, err,

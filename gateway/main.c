@@ -22,7 +22,7 @@
 #include "gateway/check.h"
 #include "gateway/daemon.h"
 #include "gateway/log.h"
-#include "gateway/oauth.h"
+#include "gateway/module.h"
 #include "gateway/tls.h"
 #include "gateway/token.h"
 
@@ -70,10 +70,36 @@ config_arg(int argc, char **argv)
   return path;
 }
 
+/* Whether cfg has a backend that needs camgate-http.so, and if so
+ * whether it loads: 0, or -1 with the reason printed. */
+static int
+check_module(const struct config *cfg, const struct http_module **m)
+{
+  char err[1024];
+
+  *m = NULL;
+  for (size_t i = 0; i < cfg->nbackends; i++) {
+    const struct backend_conf *bc = &cfg->backends[i];
+
+    if (bc->type != BACKEND_EMAIL && bc->type != BACKEND_NTFY)
+      continue;
+    *m = http_module(err, sizeof(err));
+    if (*m == NULL) {
+      fprintf(stderr, "camgate: backend %s: %s\n", bc->name, err);
+      return -1;
+    }
+    break;
+  }
+  return 0;
+}
+
 /* One line per OAuth account: whether its tokens are there. */
 static void
-check_tokens(const struct config *cfg, const char *path)
+check_tokens(const struct config *cfg, const struct http_module *m,
+             const char *path)
 {
+  if (m == NULL)
+    return;
   for (size_t i = 0; i < cfg->nbackends; i++) {
     const struct backend_conf *bc = &cfg->backends[i];
     const struct oauth_conf *oc = &bc->u.email.oauth;
@@ -85,7 +111,7 @@ check_tokens(const struct config *cfg, const char *path)
       continue;
     if (oc->token_file == NULL)
       state = "app_only";
-    else if (token_load(oc->token_file, &t, err, sizeof(err)) < 0)
+    else if (m->token_load(oc->token_file, &t, err, sizeof(err)) < 0)
       state = "needs_login (no token file)";
     else if (t.needs_login || t.refresh_token == NULL)
       state = "needs_login";
@@ -93,7 +119,7 @@ check_tokens(const struct config *cfg, const char *path)
     if (strncmp(state, "needs_login", 11) == 0)
       printf(" run=\"camgate oauth login %s -c %s\"", bc->name, path);
     putchar('\n');
-    token_clear(&t);
+    m->token_clear(&t);
   }
 }
 
@@ -102,6 +128,7 @@ cmd_oauth(int argc, char **argv)
 {
   char err[16384] = "";
   const struct backend_conf *bc;
+  const struct http_module *m;
   struct config *cfg;
   const char *path;
   int rc;
@@ -123,7 +150,13 @@ cmd_oauth(int argc, char **argv)
     config_unref(cfg);
     return EXIT_USAGE;
   }
-  rc = oauth_login(bc, stdin, stdout, stderr);
+  m = http_module(err, sizeof(err));
+  if (m == NULL) {
+    fprintf(stderr, "camgate: %s\n", err);
+    config_unref(cfg);
+    return 1;
+  }
+  rc = m->oauth_login(bc, stdin, stdout, stderr);
   config_unref(cfg);
   return rc;
 }
@@ -166,6 +199,7 @@ static int
 cmd_check(const char *path)
 {
   char err[16384] = "";
+  const struct http_module *m;
   struct config *cfg = config_load(path, err, sizeof(err));
 
   if (cfg == NULL) {
@@ -185,7 +219,13 @@ cmd_check(const char *path)
   }
   config_print_summary(cfg, stdout);
   config_print_warnings(cfg, stdout);
-  check_tokens(cfg, path);
+  if (check_module(cfg, &m) < 0) {
+    fprintf(stderr, "camgate: %s is valid, but its HTTP backends cannot "
+            "run without %s\n", path, HTTP_MODULE_FILE);
+    config_unref(cfg);
+    return 1;
+  }
+  check_tokens(cfg, m, path);
   printf("config %s ok\n", path);
   config_unref(cfg);
   return 0;
