@@ -89,6 +89,7 @@ struct smtp_session {
   int errors;
   int warned_noauth;   /* each warning once per session */
   int warned_locked;
+  int warned_size;
   int dead;           /* connection gone while the spool commits */
   const struct camera_conf *camera;
   struct auth_job *auth_job; /* a password check on a worker thread */
@@ -689,10 +690,11 @@ smtp_cmd_mail(struct smtp_session *s, const char *arg)
       return;
     }
     if (size > s->cfg->smtp.max_size) {
-      log_warn("smtp", "session=%016" PRIx64 " size=%llu max=%zu "
-               "msg=\"message announced over smtp.max_size refused at MAIL "
-               "FROM; raise smtp.max_size or lower the camera's picture "
-               "size\"", s->id, size, s->cfg->smtp.max_size);
+      if (!s->warned_size++)
+        log_warn("smtp", "session=%016" PRIx64 " size=%llu max=%zu "
+                 "msg=\"message announced over smtp.max_size refused at "
+                 "MAIL FROM; raise smtp.max_size or lower the camera's "
+                 "picture size\"", s->id, size, s->cfg->smtp.max_size);
       smtp_reply(s, "552 5.3.4 Message too big for this system");
       return;
     }

@@ -146,9 +146,19 @@ class SmtpErrors(lib.EventAsserts, unittest.TestCase):
   # ------------------------------------------------------------- sizes
   def test_size_parameter_over_max_552(self):
     c = self.session()
-    self.assert_code(c.cmd("MAIL FROM:<cam@example.com> SIZE=%d"
-                           % (MAX_SIZE * 2)), 552, "5.3.4")
+    since = self.gw.log_mark()
+    for _ in range(3):
+      self.assert_code(c.cmd("MAIL FROM:<cam@example.com> SIZE=%d"
+                             % (MAX_SIZE * 2)), 552, "5.3.4")
     self.assert_code(c.cmd("MAIL FROM:<cam@example.com> SIZE=1000"), 250)
+    # Logged once per session, with the size and what to change.
+    want = "size=%d max=%d msg=\"message announced over smtp.max_size" % (
+        MAX_SIZE * 2, MAX_SIZE)
+    self.assertTrue(self.gw.wait_log(want, 5, since),
+                    lib.tail(self.gw.log(), 10))
+    with open(self.gw.log_path, "rb") as f:
+      f.seek(since)
+      self.assertEqual(f.read().decode().count(want), 1)
 
   def test_message_over_max_size_552_after_dot(self):
     tag = "oversize-%d" % time.time_ns()
