@@ -70,7 +70,7 @@ http_module(char *err, size_t errsz)
     dlclose(h);
   } else {
     module_loaded = m;
-    log_info("module", "path=%s msg=\"HTTP module loaded\"", path);
+    log_debug("module", "path=%s msg=\"HTTP module loaded\"", path);
   }
   pthread_mutex_unlock(&module_lock);
   return m;
