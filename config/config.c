@@ -594,6 +594,9 @@ static const char *
 check_camera_id(const char *s, char *found, size_t sz)
 {
   (void)found, (void)sz;
+  if (strcmp(s, EVENT_CAMERA_SELF) == 0)
+    return "an id other than \"" EVENT_CAMERA_SELF "\" (camgate's own "
+           "notices use it)";
   return chars_ok(s, 64, "_.-", 0) ? NULL
          : "1 to 64 of A-Z a-z 0-9 _ . -";
 }

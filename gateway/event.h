@@ -12,6 +12,9 @@
 
 enum event_state { EVENT_PULSE, EVENT_START, EVENT_STOP };
 
+/* The camera id of camgate's own notices; no camera may take it. */
+#define EVENT_CAMERA_SELF "camgate"
+
 struct attachment {
   char *name;           /* file name as the camera gave it, or made up */
   char *content_type;   /* "image/jpeg", "image/png", ... */

@@ -16,7 +16,7 @@ notice_event(const char *kind, const char *title, const char *text)
   ev->device_time = ev->recv_time;
   ev->state = EVENT_PULSE;
   cam_event_set(&ev->source, "camgate");
-  cam_event_set(&ev->camera, "camgate");
+  cam_event_set(&ev->camera, EVENT_CAMERA_SELF);
   cam_event_set(&ev->camera_name, "camgate");
   cam_event_set(&ev->kind, kind);
   cam_event_set(&ev->title, title);

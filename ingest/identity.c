@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gateway/event.h"
 #include "gateway/log.h"
 
 #define IDENTITY_MAX 64
@@ -52,9 +53,25 @@ identity_expand(const char *tmpl, const struct camera_conf *cam,
   return res;
 }
 
+/* Whether a channel's id may stand for an alert of cam: not the id of
+ * another configured camera (nor one another NVR's channels would take),
+ * and not camgate's own, which its notices use. */
+static int
+identity_allowed(const struct config *cfg, const struct camera_conf *cam,
+                 const char *id)
+{
+  const struct camera_conf *other;
+
+  if (strcmp(id, EVENT_CAMERA_SELF) == 0)
+    return 0;
+  other = cfg ? config_camera_for(cfg, id) : NULL;
+  return other == NULL || other == cam;
+}
+
 void
-identity_resolve(const struct camera_conf *cam, const char *const *texts,
-                 size_t ntexts, char **id, char **name)
+identity_resolve(const struct config *cfg, const struct camera_conf *cam,
+                 const char *const *texts, size_t ntexts, char **id,
+                 char **name)
 {
   *id = NULL;
   *name = NULL;
@@ -74,6 +91,15 @@ identity_resolve(const struct camera_conf *cam, const char *const *texts,
         if (strlen(*id) > IDENTITY_MAX)
           (*id)[IDENTITY_MAX] = '\0';
         identity_sanitize(*id);
+        if (**id != '\0' && !identity_allowed(cfg, cam, *id)) {
+          char eid[IDENTITY_MAX + 8];
+
+          log_warn("identity", "camera=%s channel_id=%s msg=\"the alert's "
+                   "channel names another camera (or camgate itself), which "
+                   "it may not speak for; taken as %s's own\"", cam->id,
+                   log_escape(eid, sizeof(eid), *id, strlen(*id)), cam->id);
+          **id = '\0';
+        }
         if (**id == '\0') {
           free(*id);
           free(*name);

@@ -14,9 +14,13 @@
 
 /* Sets *id and *name (caller frees both) for an alert from cam. texts are
  * the candidates for the camera's channel source, tried in order (for
- * CHANNEL_RCPT, every recipient). Without a channel pattern, or when none
- * matches, the camera's own id and name are used. */
-void identity_resolve(const struct camera_conf *cam,
+ * CHANNEL_RCPT, every recipient). A channel id that names another camera
+ * of cfg, or camgate's own, is refused (logged) and the next candidate
+ * tried: a camera speaks only for itself and its channels. Without a
+ * channel pattern, or when none matches, the camera's own id and name
+ * are used. */
+void identity_resolve(const struct config *cfg,
+                      const struct camera_conf *cam,
                       const char *const *texts, size_t ntexts, char **id,
                       char **name);
 

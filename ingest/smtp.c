@@ -305,7 +305,7 @@ smtp_event_identity(struct smtp_session *s, struct cam_event *ev)
   }
   free(ev->camera);
   free(ev->camera_name);
-  identity_resolve(cam, texts, n, &ev->camera, &ev->camera_name);
+  identity_resolve(s->cfg, cam, texts, n, &ev->camera, &ev->camera_name);
 }
 
 static struct cam_event *

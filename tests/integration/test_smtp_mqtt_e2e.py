@@ -109,6 +109,36 @@ class EndToEnd(lib.EventAsserts, unittest.TestCase):
               if m.topic.endswith("/event")]
     self.assertEqual(topics, ["camgate/garden/event"])
 
+  def test_channel_cannot_speak_for_another_camera(self):
+    """The address-trusted camera takes its id from the recipient, but not
+    the id of a camera that logs in, of an NVR's channel, or camgate's
+    own: those recipients are refused as ids and the next one is tried,
+    else the alert is the camera's own."""
+    fix = lib.read_fixture("07_reolink_text_only.eml")
+    since = self.gw.log_mark()
+    for rcpts, want in ((["cam-shed@example.net"], "reolink"),
+                        (["camgate@example.net"], "reolink"),
+                        (["nvr-yard-D4@example.net"], "reolink"),
+                        (["cam-door@example.net", "porch@example.net"],
+                         "porch")):
+      with self.subTest(rcpts=rcpts):
+        mark = self.watcher.mark()
+        code, msg = lib.send_smtplib(self.smtp_port, None, None,
+                                     "cam-garden@example.com", rcpts, fix)
+        self.assertEqual(code, 250, msg)
+        m, ev = self.wait_event(want, mark)
+        self.assertEqual(ev["camera"], want)
+        self.assertEqual(ev["source"], "smtp")
+    lib.wait_until(lambda: False, 1)
+    cams = {lib.event_json(x)["camera"]
+            for x in self.watcher.snapshot(self.mark)
+            if x.topic.endswith("/event")}
+    self.assertEqual(cams, {"reolink", "porch"})
+    for spoof in ("cam-shed", "camgate", "nvr-yard-D4", "cam-door"):
+      self.assertTrue(self.gw.wait_log(
+          r"camera=reolink channel_id=\"%s\" msg=\"the alert's channel "
+          r"names another camera" % spoof, 5, since), spoof)
+
   def test_topic_sanitises_camera_id(self):
     data = lib.read_fixture("07_reolink_text_only.eml").replace(
         b"garden@", b"front.door@")

@@ -801,6 +801,10 @@ test_err_values(void **state)
                "  - id: \"bad id\"\n",
                2, 9, "cameras[0].id", "expected 1 to 64 of A-Z");
   expect_error("cameras:\n"
+               "  - id: camgate\n",
+               2, 9, "cameras[0].id",
+               "expected an id other than \"camgate\"");
+  expect_error("cameras:\n"
                "  - id: a\n"
                "    kinds: [Motion]\n",
                3, 13, "cameras[0].kinds[0]", "a-z 0-9 _");
