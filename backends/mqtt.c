@@ -1333,7 +1333,9 @@ mqtt_pub_event(struct mqtt *m, struct mqtt_dlv *d,
 /* The retained snapshot: the camera's bytes as they came (the first
  * picture whose header reads), unless the config asks for a checked
  * picture ("full") or a thumbnail ("WxH"), which the shared snapshot
- * cache makes once per event and size. */
+ * cache makes once per event and size. An alert that came with pictures
+ * but has none to show clears it, so that the previous alert's picture
+ * is not shown with this one. */
 static int
 mqtt_pub_snapshot(struct mqtt *m, struct mqtt_dlv *d,
                   const struct cam_event *ev, const char *topic)
@@ -1356,11 +1358,13 @@ mqtt_pub_snapshot(struct mqtt *m, struct mqtt_dlv *d,
                "of it\"", m->name, ev->id, att->len);
       return mqtt_pub(m, d, topic, NULL, 0, 1);
     }
-    /* None, or none whose header reads as a picture's (each broken one
-     * logged): the retained picture stays, as for an alert without. */
-    att = snapshot_first_readable(ev);
-    if (att == NULL || att->len == 0 || att->len > MQTT_PICTURE_MAX)
+    /* An alert without a picture leaves the retained one alone; one
+     * whose pictures are all unusable (each logged) clears it. */
+    if (att == NULL)
       return MOSQ_ERR_SUCCESS;
+    att = snapshot_first_readable(ev);
+    if (att == NULL || att->len > MQTT_PICTURE_MAX)
+      return mqtt_pub(m, d, topic, NULL, 0, 1);
     bytes = attachment_data(att);
     return mqtt_pub(m, d, topic, bytes, bytes ? att->len : 0, 1);
   }
@@ -1368,7 +1372,8 @@ mqtt_pub_snapshot(struct mqtt *m, struct mqtt_dlv *d,
     return MOSQ_ERR_SUCCESS;
   s = snapshot_get(ev, w, h, m->mc->quality);
   if (s == NULL)
-    return MOSQ_ERR_SUCCESS;
+    return cam_event_snapshot(ev) ? mqtt_pub(m, d, topic, NULL, 0, 1)
+                                  : MOSQ_ERR_SUCCESS;
   /* QoS 1 copies the payload at once: the reference can go now. */
   rc = mqtt_pub(m, d, topic, s->data, s->len, 1);
   snapshot_unref(s);

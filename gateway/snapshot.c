@@ -697,12 +697,51 @@ snap_from_png(const struct attachment *a, char *err, size_t errsz)
   return snap_new("image/png", snap_copy(a), a->len, w, h, w, h);
 }
 
+/* Pictures already logged as unusable, so that each is logged once
+ * however many backends and retries look at it. */
+#define SNAP_LOGGED 64
+
+static pthread_mutex_t snap_log_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+  int64_t ev_id;
+  int64_t recv_time;
+  size_t att;
+} snap_logged[SNAP_LOGGED];
+static size_t snap_logged_next;
+
+/* Whether attachment att of ev was logged before; remembers it if not.
+ * An event without an id (not stored yet) is never remembered. */
+static int
+snap_logged_before(const struct cam_event *ev, size_t att)
+{
+  int seen = 0;
+
+  if (ev->id == 0)
+    return 0;
+  pthread_mutex_lock(&snap_log_lock);
+  for (size_t i = 0; i < SNAP_LOGGED && !seen; i++)
+    seen = snap_logged[i].ev_id == ev->id &&
+           snap_logged[i].recv_time == ev->recv_time &&
+           snap_logged[i].att == att;
+  if (!seen) {
+    snap_logged[snap_logged_next].ev_id = ev->id;
+    snap_logged[snap_logged_next].recv_time = ev->recv_time;
+    snap_logged[snap_logged_next].att = att;
+    snap_logged_next = (snap_logged_next + 1) % SNAP_LOGGED;
+  }
+  pthread_mutex_unlock(&snap_log_lock);
+  return seen;
+}
+
 static void
 snap_log_bad(const struct cam_event *ev, const struct attachment *a,
              const char *err)
 {
   char cam[80], name[80], why[SNAP_ERR_LEN + 16];
   const char *camera = ev->camera ? ev->camera : "";
+
+  if (snap_logged_before(ev, (size_t)(a - ev->att)))
+    return;
 
   log_escape(cam, sizeof(cam), camera, strlen(camera));
   log_escape(name, sizeof(name), a->name, strlen(a->name));
