@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 os.environ.setdefault("CAMGATE_BIN", os.path.join(HERE, "..", "build",
                                                   "camgate"))
 os.environ.setdefault("CAMGATE_FIXTURES",
-                      os.path.join(HERE, "..", "..", "shared", "fixtures"))
+                      os.path.join(HERE, "..", "tests", "fixtures"))
 
 import camgate_testlib as lib  # noqa: E402
 import email_peers as peers  # noqa: E402

@@ -12,7 +12,7 @@ SIGTERM. Python standard library only; run with Debian's /usr/bin/python3.
 
 Environment:
   CAMGATE_BIN       the camgate binary under test (required for the daemon)
-  CAMGATE_FIXTURES  the shared fixtures (default /work/shared/fixtures)
+  CAMGATE_FIXTURES  the camera fixtures (default tests/fixtures)
   CAMGATE_IT_KEEP   if set, temporary directories (configs, logs, spools)
                     are kept and their paths printed
 """
@@ -40,7 +40,8 @@ import threading
 import time
 import warnings
 
-FIXTURES = os.environ.get("CAMGATE_FIXTURES", "/work/shared/fixtures")
+FIXTURES = os.environ.get("CAMGATE_FIXTURES", os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
 SMTP_FIXTURES = os.path.join(FIXTURES, "smtp")
 HOST = "127.0.0.1"
 HOSTNAME = "gateway.example.net"

@@ -41,7 +41,7 @@
 #include "gateway/notify.h"
 
 #ifndef FIXTURES_DIR
-#define FIXTURES_DIR "/work/shared/fixtures"
+#define FIXTURES_DIR TESTS_DIR "/fixtures"
 #endif
 
 #define MOSQUITTO_BIN "/usr/sbin/mosquitto"
