@@ -189,6 +189,18 @@ auth_cache_clear(void)
   auth_secret_ready = 0;
 }
 
+int
+auth_throttle_clear(void)
+{
+  int64_t now = auth_clock();
+  int locked = 0;
+
+  for (size_t i = 0; i < AUTH_THROTTLE_SIZE; i++)
+    locked += auth_throttle[i].used && auth_throttle[i].locked_until > now;
+  memset(auth_throttle, 0, sizeof(auth_throttle));
+  return locked;
+}
+
 static const struct camera_conf *
 auth_find_user(const struct config *cfg, const char *user)
 {

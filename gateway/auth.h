@@ -57,6 +57,10 @@ void auth_cache_clear(void);
 int auth_blocked(const struct config *cfg, const struct sockaddr *sa);
 void auth_failed(const struct config *cfg, const struct sockaddr *sa);
 void auth_succeeded(const struct sockaddr *sa);
+/* Forgets every address's failures and lockouts (on config reload: a
+ * camera whose password was just fixed gets in at once). Returns how
+ * many addresses were locked out. */
+int auth_throttle_clear(void);
 
 /* For tests: fn returns monotonic milliseconds in place of mono_ms();
  * NULL restores mono_ms(). */

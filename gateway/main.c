@@ -11,6 +11,7 @@
  *
  * Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad config. */
 #include <errno.h>
+#include <glib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,22 +76,21 @@ config_arg(int argc, char **argv)
 static int
 check_module(const struct config *cfg, const struct http_module **m)
 {
-  char err[1024];
+  GString *names = g_string_new(NULL);
+  char err[1024] = "";
 
   *m = NULL;
   for (size_t i = 0; i < cfg->nbackends; i++) {
     const struct backend_conf *bc = &cfg->backends[i];
 
-    if (bc->type != BACKEND_EMAIL && bc->type != BACKEND_NTFY)
-      continue;
-    *m = http_module(err, sizeof(err));
-    if (*m == NULL) {
-      fprintf(stderr, "camgate: backend %s: %s\n", bc->name, err);
-      return -1;
-    }
-    break;
+    if (bc->type == BACKEND_EMAIL || bc->type == BACKEND_NTFY)
+      g_string_append_printf(names, "%s%s", names->len ? ", " : "",
+                             bc->name);
   }
-  return 0;
+  if (names->len > 0 && (*m = http_module(err, sizeof(err))) == NULL)
+    fprintf(stderr, "camgate: backends %s: %s\n", names->str, err);
+  g_string_free(names, TRUE);
+  return *m == NULL && err[0] ? -1 : 0;
 }
 
 /* One line per OAuth account: whether its tokens are there. */

@@ -64,7 +64,9 @@ http_module(char *err, size_t errsz)
   if (h == NULL) {
     why = dlerror();
     snprintf(err, errsz, "cannot load %s, which the ntfy and e-mail "
-             "backends need: %s", path, why ? why : "unknown error");
+             "backends need (%s); put camgate-http.so from the build beside "
+             "the camgate binary or set CAMGATE_MODULE_DIR, then reload",
+             path, why ? why : "unknown error");
   } else if ((m = dlsym(h, "camgate_http_module")) == NULL) {
     snprintf(err, errsz, "%s is not camgate's HTTP module", path);
     dlclose(h);

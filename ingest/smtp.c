@@ -379,9 +379,11 @@ smtp_data_end(struct smtp_session *s)
   char title[160];
 
   if (s->body.too_big) {
-    log_warn("smtp", "session=%016" PRIx64 " size=%zu max=%zu "
-             "msg=\"message over smtp.max_size refused\"", s->id,
-             s->body.size, s->cfg->smtp.max_size);
+    log_warn("smtp", "session=%016" PRIx64 " camera=%s size=%zu max=%zu "
+             "msg=\"message over smtp.max_size refused; raise "
+             "smtp.max_size or lower the camera's picture size\"", s->id,
+             s->camera ? s->camera->id : "-", s->body.size,
+             s->cfg->smtp.max_size);
     smtp_reply(s, "552 5.3.4 Message too big for this system");
     smtp_envelope_reset(s);
     smtp_set_state(s, SMTP_ST_COMMAND);
@@ -619,8 +621,9 @@ smtp_cmd_auth(struct smtp_session *s, const char *arg)
   if (wait > 0) {
     if (!s->warned_locked++)
       log_warn("smtp", "session=%016" PRIx64 " remote=%s locked=%ds "
-               "msg=\"too many failed logins from this address\"", s->id,
-               s->peer, wait);
+               "msg=\"too many failed logins from this address; refused "
+               "until then, or until a reload (SIGHUP) after fixing the "
+               "camera's user or password\"", s->id, s->peer, wait);
     smtp_reply(s, "454 4.7.0 Too many failed logins, try again later");
     return;
   }
@@ -691,10 +694,12 @@ smtp_cmd_mail(struct smtp_session *s, const char *arg)
     }
     if (size > s->cfg->smtp.max_size) {
       if (!s->warned_size++)
-        log_warn("smtp", "session=%016" PRIx64 " size=%llu max=%zu "
-                 "msg=\"message announced over smtp.max_size refused at "
-                 "MAIL FROM; raise smtp.max_size or lower the camera's "
-                 "picture size\"", s->id, size, s->cfg->smtp.max_size);
+        log_warn("smtp", "session=%016" PRIx64 " camera=%s size=%llu "
+                 "max=%zu msg=\"message announced over smtp.max_size "
+                 "refused at MAIL FROM; raise smtp.max_size or lower the "
+                 "camera's picture size\"", s->id,
+                 s->camera ? s->camera->id : "-", size,
+                 s->cfg->smtp.max_size);
       smtp_reply(s, "552 5.3.4 Message too big for this system");
       return;
     }
@@ -1462,6 +1467,7 @@ smtp_server_reload(struct smtp_server *srv, struct config *cfg, char *err,
                    size_t errsz)
 {
   SSL_CTX *ctx = NULL;
+  int locked;
 
   if (cfg->tls.cert) {
     ctx = tls_server_ctx(&cfg->tls, err, errsz);
@@ -1478,6 +1484,10 @@ smtp_server_reload(struct smtp_server *srv, struct config *cfg, char *err,
   config_unref(srv->cfg);
   srv->cfg = config_ref(cfg);
   auth_cache_clear();
+  locked = auth_throttle_clear();
+  if (locked > 0)
+    log_info("smtp", "addresses=%d msg=\"failed-login lockouts lifted by "
+             "the reload\"", locked);
   return 0;
 }
 

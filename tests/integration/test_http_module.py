@@ -82,7 +82,8 @@ class HttpModule(lib.EventAsserts, unittest.TestCase):
     want = "cannot load %s/camgate-http.so" % empty
     r = lib.run_camgate(["check", "-c", gw.config_path], env=env)
     self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
-    self.assertIn("backend phone: " + want, r.stderr)
+    self.assertIn("backends phone: " + want, r.stderr)
+    self.assertIn("set CAMGATE_MODULE_DIR, then reload", r.stderr)
     self.assertIn("cannot run without camgate-http.so", r.stderr)
     # The daemon runs on: MQTT delivers, ntfy's alerts wait in the spool.
     self.assertTrue(gw.wait_log("backend=phone error=\"" + want, 10),

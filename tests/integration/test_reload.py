@@ -76,3 +76,41 @@ class ReloadKeepsBackends(unittest.TestCase):
 
 if __name__ == "__main__":
   unittest.main()
+
+
+class ReloadLiftsLockouts(unittest.TestCase):
+  """An address locked out after failed logins (a camera with the wrong
+  password) gets 454; a reload after fixing the config lifts the lockout
+  at once instead of after smtp.auth_lockout."""
+
+  @classmethod
+  def setUpClass(cls):
+    cls.tmp = lib.make_tmpdir("lockout")
+    cls.addClassCleanup(lib.remove_tmpdir, cls.tmp)
+    cls.port = lib.free_port()
+    cls.cfg = lib.base_config(cls.tmp, cls.port, lib.free_port(),
+                              [lib.camera("cam-shed")], level="info")
+    cls.cfg["smtp"].update({"auth_failures": 2, "auth_lockout": "10m"})
+    cls.gw = lib.Camgate(cls.tmp, cls.cfg)
+    cls.addClassCleanup(cls.gw.kill9)
+    cls.gw.start()
+
+  def test_reload_lifts_a_lockout(self):
+    c = lib.smtp_session(self.port)
+    for _ in range(2):
+      self.assertEqual(c.login("cam-shed", "not-the-password").code, 535)
+    r = c.login("cam-shed", lib.PASSWORDS["cam-shed"])
+    self.assertEqual(r.code, 454, r)
+    self.assertTrue(self.gw.wait_log(r"locked=\d+s msg=\"too many failed "
+                                     r"logins from this address; refused "
+                                     r"until then, or until a reload", 5),
+                    lib.tail(self.gw.log(), 10))
+    c.close()
+    mark = self.gw.log_mark()
+    self.gw.write_config(self.cfg)
+    self.gw.hup()
+    self.assertTrue(self.gw.wait_log(r"addresses=1 msg=\"failed-login "
+                                     r"lockouts lifted by the reload\"", 10,
+                                     mark), lib.tail(self.gw.log(), 10))
+    c = lib.smtp_session(self.port, "cam-shed", lib.PASSWORDS["cam-shed"])
+    c.close()
