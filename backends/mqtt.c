@@ -53,7 +53,6 @@
 #define MQTT_PICTURE_MAX (4u << 20)
 /* MQTT's remaining-length limit, less room for the topic and header. */
 #define MQTT_MAX_PAYLOAD (268435455 - 65536)
-#define MQTT_ORIGIN_URL "https://example.invalid/camgate"
 
 /* What a kind's binary_sensor looks like in Home Assistant. HA has no
  * class per detected object, so objects use "occupancy" (shown as
@@ -352,7 +351,6 @@ mqtt_json_origin(void)
 
   mqtt_json_set(o, "name", "camgate");
   mqtt_json_set(o, "sw", CAMGATE_VERSION);
-  mqtt_json_set(o, "url", MQTT_ORIGIN_URL);
   return o;
 }
 

@@ -301,7 +301,8 @@ snap_header(tjhandle tj, const unsigned char *jpeg, size_t len, int *w,
     return -1;
   }
   if (*w <= 0 || *h <= 0) {
-    snprintf(err, errsz, "JPEG without an image (cut short?)");
+    snprintf(err, errsz, "no JPEG frame header (garbage after the "
+             "start marker, or cut short)");
     return -1;
   }
   if (*w > SNAPSHOT_MAX_SIDE ||

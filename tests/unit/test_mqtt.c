@@ -301,7 +301,8 @@ check_discovery(const char *text, const char *const *kinds, size_t nkinds)
   o = jobj(root, "o");
   assert_string_equal(jstr(o, "name"), "camgate");
   assert_non_null(json_object_get(o, "sw"));
-  assert_non_null(json_object_get(o, "url"));
+  /* No project page to point at: no placeholder either. */
+  assert_null(json_object_get(o, "url"));
   assert_string_equal(jstr(root, "availability_topic"), "camgate/status");
   cmps = jobj(root, "cmps");
   for (size_t i = 0; i < nkinds; i++) {
