@@ -1444,10 +1444,15 @@ smtp_server_new(struct event_base *base, struct config *cfg,
     if (srv->lis_tls == NULL)
       goto fail;
   }
-  log_info("smtp", "listen=%s:%d tls_listen=%s:%d starttls=%s",
-           cfg->smtp.listen.host, cfg->smtp.listen.port,
-           cfg->smtp.listen_tls.host ? cfg->smtp.listen_tls.host : "off",
-           cfg->smtp.listen_tls.port, srv->tls_ctx ? "yes" : "no");
+  if (cfg->smtp.listen_tls.host)
+    log_info("smtp", "listen=%s:%d tls_listen=%s:%d starttls=%s",
+             cfg->smtp.listen.host, cfg->smtp.listen.port,
+             cfg->smtp.listen_tls.host, cfg->smtp.listen_tls.port,
+             srv->tls_ctx ? "yes" : "no");
+  else
+    log_info("smtp", "listen=%s:%d tls_listen=off starttls=%s",
+             cfg->smtp.listen.host, cfg->smtp.listen.port,
+             srv->tls_ctx ? "yes" : "no");
   return srv;
 fail:
   smtp_server_free(srv);
