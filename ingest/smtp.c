@@ -43,6 +43,9 @@
 #define SMTP_BODY_MEM_MAX (1024 * 1024)  /* then the body goes to a file */
 #define SMTP_MAX_SINGLE_READ (256 * 1024)
 #define SMTP_MAX_ERRORS 20
+/* Replies a client has not read yet, at most: past this, camgate stops
+ * reading its commands until the replies are taken. */
+#define SMTP_UNSENT_MAX (64 * 1024)
 #define SMTP_AUTH_DELAY_MS 1000
 #define SMTP_ADDR_MAX 512
 #define SMTP_REFUSED_SLOTS 64            /* addresses whose refusals log */
@@ -90,6 +93,7 @@ struct smtp_session {
   int warned_noauth;   /* each warning once per session */
   int warned_locked;
   int warned_size;
+  int out_full;        /* reading stopped until the replies are read */
   int dead;           /* connection gone while the spool commits */
   const struct camera_conf *camera;
   struct auth_job *auth_job; /* a password check on a worker thread */
@@ -966,6 +970,14 @@ smtp_process(struct smtp_session *s)
     size_t n;
     char *line;
 
+    /* A client that sends commands without reading the replies would
+     * have them pile up here: read on once it has taken them. */
+    if (smtp_unsent(s) > SMTP_UNSENT_MAX) {
+      s->out_full = 1;
+      bufferevent_disable(s->bev, EV_READ);
+      return;
+    }
+
     if (smtp_tls_on_plain(s, in))
       return;
     if (s->state == SMTP_ST_DATA) {
@@ -1073,8 +1085,17 @@ smtp_write_cb(struct bufferevent *bev, void *arg)
   struct smtp_session *s = arg;
 
   (void)bev;
-  if (s->state == SMTP_ST_CLOSING)
+  if (s->state == SMTP_ST_CLOSING) {
     smtp_close_check(s);
+    return;
+  }
+  if (s->out_full && smtp_unsent(s) <= SMTP_UNSENT_MAX) {
+    s->out_full = 0;
+    if (smtp_ready(s)) {
+      bufferevent_enable(s->bev, EV_READ);
+      smtp_process(s);
+    }
+  }
 }
 
 static void

@@ -50,6 +50,41 @@ class Abuse(unittest.TestCase):
     log = self.gw.log()[mark:]
     self.assertLessEqual(log.count("allow_from"), 1, lib.tail(log, 5))
 
+  def rss_kb(self):
+    with open("/proc/%d/status" % self.gw.proc.pid) as f:
+      for line in f:
+        if line.startswith("VmRSS:"):
+          return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+  def test_unread_replies_do_not_pile_up(self):
+    """NOOP after NOOP, replies never read: camgate stops reading once
+    64 KB of replies wait, so neither its memory nor what the client can
+    push grows; the idle timeout then closes the session."""
+    before = self.rss_kb()
+    sock = socket.create_connection((lib.HOST, self.port), timeout=5)
+    self.addCleanup(sock.close)
+    sock.setblocking(False)
+    chunk = b"NOOP\r\n" * 10000
+    sent = 0
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline and sent < 400 * 1024 * 1024:
+      try:
+        sent += sock.send(chunk)
+      except BlockingIOError:
+        time.sleep(0.02)
+      except OSError:
+        break
+    grown = self.rss_kb() - before
+    # Unbounded, 4 s of this took camgate past 300 MB; bounded, the
+    # kernel's socket buffers stop the client within a few MB.
+    self.assertLess(sent, 64 * 1024 * 1024, "camgate kept reading")
+    self.assertLess(grown, 16 * 1024, "RSS grew by %d KB" % grown)
+    # Still alive and serving others.
+    c = lib.smtp_session(self.port)
+    self.assertEqual(c.cmd("NOOP").code, 250)
+    c.close()
+
   def test_trickled_bytes_do_not_reset_the_idle_timer(self):
     """One byte a second, never a whole line: closed by the 2 s idle
     timeout all the same."""
