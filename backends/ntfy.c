@@ -852,8 +852,8 @@ ntfy_log_done(struct ntfy_dlv *d, long status)
              d->ev->id, d->ev->camera, status, mono_ms() - d->started);
 }
 
-/* 429: nothing goes to this server until it says so; the delivery goes
- * back to the spool until then. */
+/* 429: nothing goes to this server until it says so (at most retry_max);
+ * the delivery goes back to the spool until then. */
 static void
 ntfy_throttled(struct ntfy_dlv *d, const char *reason)
 {
@@ -865,7 +865,10 @@ ntfy_throttled(struct ntfy_dlv *d, const char *reason)
   curl_easy_getinfo(d->easy, CURLINFO_RETRY_AFTER, &after);
   n->throttled++;
   if (after > 0) {
-    wait_ms = (int64_t)after * 1000;
+    /* The server's word, but never past retry_max: a Retry-After of a
+     * year would silence the phone until a restart. */
+    wait_ms = after < n->bc->retry_max ? (int64_t)after * 1000
+                                       : n->bc->retry_max * 1000LL;
   } else {
     wait_ms = (int64_t)n->bc->retry_initial * 1000;
     for (int i = 1; i < n->throttled && wait_ms < n->bc->retry_max * 1000LL;

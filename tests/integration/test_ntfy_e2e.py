@@ -2,9 +2,9 @@
 server (ntfy_server.py): a PUT with the thumbnail as its body and the
 title, priority, tags, click URL, icon, actions and auth in headers; a
 POST for a mail without a picture; 413 answered with a smaller picture
-and then none; 429 waited out as the server asks (and with our own
-backoff when it does not say); 5xx retried; a refused token given up on;
-and no secret in camgate's log."""
+and then none; 429 waited out as the server asks, up to retry_max (and
+with our own backoff when it does not say); 5xx retried; a refused token
+given up on; and no secret in camgate's log."""
 
 import base64
 import json
@@ -233,14 +233,17 @@ class NtfyEndToEnd(unittest.TestCase):
 
   # -------------------------------------------------------------- 429
   def test_429_waits_and_arrives(self):
-    self.srv.throttle("busy", 1, retry_after=2)
+    # An hour asked for: waited only up to the backend's retry_max (2 s).
+    self.srv.throttle("busy", 1, retry_after=3600)
     self.srv.throttle("busy", 1)
     self.send("cam-lobby", FIX05)
     reqs = self.requests("busy", 1, timeout=30, status=200)
     self.assertEqual([r["status"] for r in reqs], [429, 429, 200])
-    # Retry-After: 2 honoured; then, with none given, our own backoff
-    # (retry_initial 1s, doubled for the second 429 in a row).
+    # Retry-After honoured up to retry_max; then, with none given, our own
+    # backoff (retry_initial 1s, doubled for the second 429 in a row).
     self.assertGreaterEqual(reqs[1]["t"] - reqs[0]["t"], 1.9)
+    self.assertLess(reqs[1]["t"] - reqs[0]["t"], 10)
+    self.assertIn("retry_after=given wait_ms=2000 ", self.gw.log())
     self.assertGreaterEqual(reqs[2]["t"] - reqs[1]["t"], 1.9)
     # Never more than that: no request after the one that went through.
     lib.wait_until(lambda: False, 1.5)
