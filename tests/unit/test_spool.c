@@ -509,6 +509,65 @@ test_prune(void **state)
   }
 }
 
+static int64_t last_stored_id;
+
+static void
+on_counted(void *arg, int ok, int64_t id)
+{
+  struct fixture *f = arg;
+
+  f->stored++;
+  f->ok += ok;
+  last_stored_id = id;
+}
+
+/* A prune removes at most SPOOL_PRUNE_BATCH events per job and queues the
+ * next job behind whatever came meanwhile, until nothing old is left. */
+static void
+test_prune_in_batches(void **state)
+{
+  struct fixture *f = *state;
+  struct route r = {.backend = "ha", .rule = "all"};
+  int64_t first = 0, last;
+  struct cam_event *ev;
+  int gone = 0;
+
+  for (int i = 0; i < 600; i++) {
+    ev = make_event("old", 1000);
+    ev->recv_time = now_ms() - 3600 * 1000;
+    spool_submit(f->sp, ev, NULL, 0, on_counted, f);
+    if (i == 0) {
+      run_until(f, &f->stored, 1);
+      first = last_stored_id;
+    }
+  }
+  run_until(f, &f->stored, 600);
+  assert_int_equal(f->ok, 600);
+  last = last_stored_id;
+  assert_int_equal(last - first, 599);
+  spool_prune(f->sp, 60);
+  /* An alert that comes meanwhile is stored as usual, and kept. */
+  spool_submit(f->sp, make_event("new", 1000), &r, 1, on_counted, f);
+  for (int i = 0; i < 1000 && !gone; i++) {
+    event_base_loop(f->base, EVLOOP_NONBLOCK);
+    ev = spool_load_event(f->sp, last);
+    gone = ev == NULL;
+    cam_event_free(ev);
+    if (!gone)
+      usleep(10000);
+  }
+  assert_true(gone);
+  run_until(f, &f->stored, 601);
+  for (int64_t id = first; id <= last; id += 97) {
+    ev = spool_load_event(f->sp, id);
+    assert_null(ev);
+  }
+  ev = spool_load_event(f->sp, last_stored_id);
+  assert_non_null(ev);
+  assert_string_equal(ev->camera, "new");
+  cam_event_free(ev);
+}
+
 int
 main(void)
 {
@@ -531,6 +590,7 @@ main(void)
     cmocka_unit_test_setup_teardown(test_failed_commit_leaves_no_cached_event,
                                     setup, teardown),
     cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_prune_in_batches, setup, teardown),
   };
 
   evthread_use_pthreads();
