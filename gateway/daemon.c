@@ -70,6 +70,15 @@ daemon_reload(struct daemon *d)
               log_escape(esc, sizeof(esc), err, strlen(err)));
     return;
   }
+  /* An editor that truncated the file, or a half-written copy: keeping
+   * every camera out on its word is never what was meant. */
+  if (cfg->ncameras == 0 && cfg->nbackends == 0 && cfg->nrules == 0) {
+    log_error("main", "config=%s msg=\"reload refused, keeping the running "
+              "config: the new one has no cameras, backends or rules (an "
+              "empty or cut-off file?)\"", cfg->path);
+    config_unref(cfg);
+    return;
+  }
   if (smtp_server_reload(d->smtp, cfg, err, sizeof(err)) != 0) {
     char esc[1024];
 
@@ -79,6 +88,10 @@ daemon_reload(struct daemon *d)
     config_unref(cfg);
     return;
   }
+  if (strcmp(cfg->spool_path, d->cfg->spool_path) != 0)
+    log_warn("main", "spool=%s running_spool=%s msg=\"spool.path changed; "
+             "it takes effect after a restart\"", cfg->spool_path,
+             d->cfg->spool_path);
   delivery_reload(d->delivery, cfg);
   config_unref(d->cfg);
   d->cfg = cfg;
@@ -86,6 +99,7 @@ daemon_reload(struct daemon *d)
   log_info("main", "config=%s msg=\"reloaded\" cameras=%zu backends=%zu "
            "rules=%zu", cfg->path, cfg->ncameras, cfg->nbackends,
            cfg->nrules);
+  config_print_warnings(cfg, stderr);
 }
 
 static void

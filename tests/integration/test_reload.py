@@ -33,6 +33,25 @@ class ReloadKeepsBackends(unittest.TestCase):
                     lib.tail(self.gw.log(), 10))
     return mark
 
+  def test_empty_config_is_refused(self):
+    """A truncated config file reloaded by mistake keeps every camera in;
+    a valid one that moves the spool is applied but says the move waits
+    for a restart."""
+    mark = self.gw.log_mark()
+    self.gw.write_config("")
+    self.gw.hup()
+    self.assertTrue(self.gw.wait_log(
+        r"reload refused, keeping the running config: the new one has no "
+        r"cameras, backends or rules", 10, mark), lib.tail(self.gw.log(), 10))
+    c = lib.smtp_session(self.port, "cam-shed", lib.PASSWORDS["cam-shed"])
+    c.close()
+    moved = dict(self.cfg, spool=dict(self.cfg["spool"],
+                                     path=self.cfg["spool"]["path"] + "2"))
+    mark = self.reload(moved)
+    self.assertTrue(self.gw.wait_log(r"spool.path changed; it takes effect "
+                                     r"after a restart", 5, mark))
+    self.reload(self.cfg)
+
   def test_unchanged_config_keeps_mqtt_online(self):
     cam = lib.topic_id("cam-shed")
     w = lib.MqttWatcher(self.mosq.port, ["camgate/#"]).start()
