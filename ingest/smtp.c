@@ -8,6 +8,7 @@
 #include "ingest/smtp.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <event2/buffer.h>
@@ -657,6 +658,43 @@ smtp_cmd_auth(struct smtp_session *s, const char *arg)
   }
 }
 
+/* Each transaction runs on the config in force when it starts: after a
+ * reload, a session takes the new one at its next MAIL. A login that the
+ * new config no longer knows, or whose password it changed, must log in
+ * again. Returns 0, or -1 when the session was told to. */
+static int
+smtp_session_refresh(struct smtp_session *s)
+{
+  struct config *now = s->srv->cfg;
+  const struct camera_conf *cam = NULL;
+
+  if (s->cfg == now)
+    return 0;
+  if (s->authed) {
+    cam = config_camera_by_user(now, s->auth_user);
+    if (cam && (strcmp(cam->id, s->camera->id) != 0 ||
+                g_strcmp0(cam->smtp_password_hash,
+                          s->camera->smtp_password_hash) != 0))
+      cam = NULL;
+  }
+  config_unref(s->cfg);
+  s->cfg = config_ref(now);
+  s->camera = cam;
+  if (s->authed && cam == NULL) {
+    char euser[96];
+
+    s->authed = 0;
+    log_info("smtp", "session=%016" PRIx64 " user=%s msg=\"login no longer "
+             "valid after the reload (camera removed or its password "
+             "changed); asked to log in again\"", s->id,
+             log_escape(euser, sizeof(euser), s->auth_user,
+                        strlen(s->auth_user)));
+    smtp_reply(s, "530 5.7.0 Authentication required");
+    return -1;
+  }
+  return 0;
+}
+
 static void
 smtp_cmd_mail(struct smtp_session *s, const char *arg)
 {
@@ -676,6 +714,8 @@ smtp_cmd_mail(struct smtp_session *s, const char *arg)
     smtp_reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
     return;
   }
+  if (smtp_session_refresh(s) != 0)
+    return;
   if (!s->authed) {
     s->camera = config_camera_by_addr(s->cfg,
                                       (struct sockaddr *)&s->peer_sa);
@@ -692,7 +732,7 @@ smtp_cmd_mail(struct smtp_session *s, const char *arg)
     char *end;
     unsigned long long size = strtoull(val, &end, 10);
 
-    if (*val == '\0' || *end != '\0') {
+    if (!isdigit((unsigned char)val[0]) || *end != '\0') {
       smtp_reply(s, "501 5.5.4 Bad SIZE parameter");
       return;
     }

@@ -19,7 +19,8 @@ class ReloadKeepsBackends(unittest.TestCase):
     cls.addClassCleanup(cls.mosq.stop)
     cls.port = lib.free_port()
     cls.cfg = lib.base_config(cls.tmp, cls.port, cls.mosq.port,
-                              [lib.camera("cam-shed")], hold="1s",
+                              [lib.camera("cam-shed"),
+                               lib.camera("cam-door")], hold="1s",
                               level="info")
     cls.gw = lib.Camgate(cls.tmp, cls.cfg)
     cls.addClassCleanup(cls.gw.kill9)
@@ -51,6 +52,27 @@ class ReloadKeepsBackends(unittest.TestCase):
     self.assertTrue(self.gw.wait_log(r"spool.path changed; it takes effect "
                                      r"after a restart", 5, mark))
     self.reload(self.cfg)
+
+  def test_open_session_takes_the_new_config(self):
+    """A camera logged in before a reload that removed it is asked to log
+    in again at its next MAIL, instead of sending on under the old
+    config; a camera the reload kept carries on."""
+    gone = lib.smtp_session(self.port, "cam-shed", lib.PASSWORDS["cam-shed"])
+    self.addCleanup(gone.close)
+    kept = lib.smtp_session(self.port, "cam-door", lib.PASSWORDS["cam-door"])
+    self.addCleanup(kept.close)
+    self.assertEqual(gone.cmd("MAIL FROM:<shed@example.com>").code, 250)
+    self.assertEqual(gone.cmd("RSET").code, 250)
+    cfg = dict(self.cfg, cameras=[lib.camera("cam-door")])
+    mark = self.reload(cfg)
+    try:
+      r = gone.cmd("MAIL FROM:<shed@example.com>")
+      self.assertEqual((r.code, r.first[:9]), (530, "530 5.7.0"), r)
+      self.assertTrue(self.gw.wait_log(r"login no longer valid after the "
+                                       r"reload", 5, mark))
+      self.assertEqual(kept.cmd("MAIL FROM:<door@example.com>").code, 250)
+    finally:
+      self.reload(self.cfg)
 
   def test_unchanged_config_keeps_mqtt_online(self):
     cam = lib.topic_id("cam-shed")

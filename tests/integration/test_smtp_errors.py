@@ -150,6 +150,9 @@ class SmtpErrors(lib.EventAsserts, unittest.TestCase):
     for _ in range(3):
       self.assert_code(c.cmd("MAIL FROM:<cam@example.com> SIZE=%d"
                              % (MAX_SIZE * 2)), 552, "5.3.4")
+    for bad in ("-1", "+5", "", "12x"):
+      self.assert_code(c.cmd("MAIL FROM:<cam@example.com> SIZE=" + bad),
+                       501, "5.5.4")
     self.assert_code(c.cmd("MAIL FROM:<cam@example.com> SIZE=1000"), 250)
     # Logged once per session, with the size and what to change.
     want = "size=%d max=%d msg=\"message announced over smtp.max_size" % (
