@@ -56,6 +56,18 @@ daemon_apply_log_level(const struct config *cfg)
     log_set_level(lvl);
 }
 
+/* Alerts waiting for a backend the config no longer has are given up. */
+static void
+daemon_drop_removed_backends(struct daemon *d)
+{
+  const char **names = xcalloc(d->cfg->nbackends + 1, sizeof(*names));
+
+  for (size_t i = 0; i < d->cfg->nbackends; i++)
+    names[i] = d->cfg->backends[i].name;
+  spool_drop_backends_except(d->spool, names, d->cfg->nbackends);
+  free(names);
+}
+
 static void
 daemon_reload(struct daemon *d)
 {
@@ -95,6 +107,7 @@ daemon_reload(struct daemon *d)
   delivery_reload(d->delivery, cfg);
   config_unref(d->cfg);
   d->cfg = cfg;
+  daemon_drop_removed_backends(d);
   daemon_apply_log_level(cfg);
   log_info("main", "config=%s msg=\"reloaded\" cameras=%zu backends=%zu "
            "rules=%zu", cfg->path, cfg->ncameras, cfg->nbackends,
@@ -181,6 +194,7 @@ daemon_start(struct daemon *d)
     log_error("main", "error=\"%s\"", err);
     return -1;
   }
+  daemon_drop_removed_backends(d);
   d->delivery = delivery_new(d->base, d->spool, d->notify, d->cfg);
   d->sig_term = evsignal_new(d->base, SIGTERM, daemon_signal, d);
   d->sig_int = evsignal_new(d->base, SIGINT, daemon_signal, d);

@@ -44,7 +44,7 @@
  * cooldown, bucket period or day it could still matter for. */
 #define SPOOL_RL_KEEP_MS (31LL * 86400 * 1000)
 
-enum job_type { JOB_EVENT, JOB_UPDATE, JOB_PRUNE };
+enum job_type { JOB_EVENT, JOB_UPDATE, JOB_PRUNE, JOB_ORPHANS };
 
 /* A route as the writer needs it: strings copied, limits by value. */
 struct job_route {
@@ -78,6 +78,9 @@ struct job {
   int64_t retention_s;
   int64_t pruned;            /* by this job */
   int64_t pruned_before;     /* by the jobs of the same prune before it */
+  /* JOB_ORPHANS: the backends that stay; pruned counts those given up */
+  char **names;
+  size_t nnames;
   /* completion */
   void *arg;
   int ok;
@@ -800,6 +803,39 @@ spool_write_prune(struct spool *sp, struct job *j)
   return 0;
 }
 
+/* Gives up the pending deliveries of backends not in j->names. */
+static int
+spool_write_orphans(struct spool *sp, struct job *j)
+{
+  GString *sql = g_string_new("UPDATE deliveries SET state = ");
+  sqlite3_stmt *st = NULL;
+  int rc;
+
+  g_string_append_printf(sql, "%d, last_error = 'backend removed from the "
+                         "config', updated = %" PRId64 " WHERE state = %d",
+                         DELIVERY_FAILED, now_ms(), DELIVERY_PENDING);
+  if (j->nnames > 0) {
+    g_string_append(sql, " AND backend NOT IN (");
+    for (size_t i = 0; i < j->nnames; i++) {
+      char *q = sqlite3_mprintf("%s%Q", i ? "," : "", j->names[i]);
+
+      g_string_append(sql, q);
+      sqlite3_free(q);
+    }
+    g_string_append_c(sql, ')');
+  }
+  rc = sqlite3_prepare_v2(sp->wdb, sql->str, -1, &st, NULL) == SQLITE_OK &&
+       sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+  if (rc == 0)
+    j->pruned = sqlite3_changes(sp->wdb);
+  else
+    log_error("spool", "error=\"%s\" msg=\"could not give up the "
+              "deliveries of removed backends\"", sqlite3_errmsg(sp->wdb));
+  sqlite3_finalize(st);
+  g_string_free(sql, TRUE);
+  return rc;
+}
+
 /* Forgets rate-limit state nothing has touched for a month. */
 static int
 spool_prune_limits(struct spool *sp)
@@ -844,6 +880,8 @@ spool_write_job(struct spool *sp, struct job *j)
     return spool_write_update(sp, j);
   case JOB_PRUNE:
     return spool_write_prune(sp, j) == 0 ? spool_prune_limits(sp) : -1;
+  case JOB_ORPHANS:
+    return spool_write_orphans(sp, j);
   }
   return -1;
 }
@@ -860,6 +898,9 @@ spool_job_free(struct job *j)
   if (j->tz)
     g_time_zone_unref(j->tz);
   free(j->error);
+  for (size_t i = 0; i < j->nnames; i++)
+    free(j->names[i]);
+  free(j->names);
   free(j);
 }
 
@@ -995,6 +1036,10 @@ spool_batch_done(void *arg)
                  " msg=\"alerts past spool.retention removed\"",
                  j->pruned_before + j->pruned, j->retention_s);
     }
+    if (j->type == JOB_ORPHANS && j->ok && j->pruned > 0)
+      log_warn("spool", "deliveries=%" PRId64 " msg=\"alerts not yet "
+               "delivered to backends no longer in the config given up\"",
+               j->pruned);
     if (j->type == JOB_EVENT && j->stored)
       j->stored(j->arg, j->ok, j->ok ? j->event_id : 0);
     else if (j->type == JOB_UPDATE && j->written)
@@ -1443,6 +1488,21 @@ void
 spool_prune(struct spool *sp, int64_t retention_s)
 {
   spool_prune_from(sp, retention_s, 0);
+}
+
+void
+spool_drop_backends_except(struct spool *sp, const char *const *names,
+                           size_t n)
+{
+  struct job *j = xcalloc(1, sizeof(*j));
+
+  j->sp = sp;
+  j->type = JOB_ORPHANS;
+  j->names = xcalloc(n ? n : 1, sizeof(*j->names));
+  for (size_t i = 0; i < n; i++)
+    j->names[i] = xstrdup(names[i]);
+  j->nnames = n;
+  spool_enqueue(sp, j);
 }
 
 static int

@@ -75,6 +75,13 @@ void spool_update_delivery(struct spool *sp, int64_t delivery_id,
  * finished, with their attachments. */
 void spool_prune(struct spool *sp, int64_t retention_s);
 
+/* Queues giving up (DELIVERY_FAILED, logged) every pending delivery of a
+ * backend not among names: one removed from the config would otherwise
+ * keep its alerts in the spool for ever, and send them, long stale, if a
+ * backend of that name came back. */
+void spool_drop_backends_except(struct spool *sp, const char *const *names,
+                                size_t n);
+
 /* Main thread reads. spool_due fills out with up to max pending deliveries
  * of backend whose next try is due at now_ms, oldest event first, skipping
  * ids in busy (nbusy). Returns the count, or -1 on error. */

@@ -568,6 +568,33 @@ test_prune_in_batches(void **state)
   cam_event_free(ev);
 }
 
+/* A backend gone from the config: its pending deliveries are given up,
+ * so that they neither hold their event in the spool for ever nor go out
+ * long stale if a backend of that name comes back. */
+static void
+test_removed_backend_deliveries_given_up(void **state)
+{
+  struct fixture *f = *state;
+  struct route r[2] = {{.backend = "ha", .rule = "all"},
+                       {.backend = "ghost", .rule = "all"}};
+  static const char *const stay[] = {"ha"};
+  struct delivery due[4];
+  int n = -1;
+
+  spool_submit(f->sp, make_event("a", 10), r, 2, on_stored, f);
+  run_until(f, &f->stored, 1);
+  assert_int_equal(spool_due(f->sp, "ghost", now_ms(), NULL, 0, due, 4), 1);
+  spool_drop_backends_except(f->sp, stay, 1);
+  for (int i = 0; i < 500 && n != 0; i++) {
+    event_base_loop(f->base, EVLOOP_NONBLOCK);
+    n = spool_due(f->sp, "ghost", now_ms(), NULL, 0, due, 4);
+    if (n != 0)
+      usleep(10000);
+  }
+  assert_int_equal(n, 0);
+  assert_int_equal(spool_due(f->sp, "ha", now_ms(), NULL, 0, due, 4), 1);
+}
+
 int
 main(void)
 {
@@ -591,6 +618,8 @@ main(void)
                                     setup, teardown),
     cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
     cmocka_unit_test_setup_teardown(test_prune_in_batches, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_removed_backend_deliveries_given_up,
+                                    setup, teardown),
   };
 
   evthread_use_pthreads();
