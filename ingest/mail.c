@@ -14,6 +14,8 @@
 #include "ingest/kind.h"
 
 #define MAIL_TEXT_MAX 8192
+/* A subject is a line: longer ones are cut (a camera's is a few words). */
+#define MAIL_SUBJECT_MAX 998
 #define MAIL_MAX_IMAGES 16
 /* A forwarded alert is one message/rfc822 deep; more is a mail bomb. */
 #define MAIL_MAX_DEPTH 4
@@ -920,8 +922,12 @@ mail_fill_headers(GMimeMessage *msg, struct cam_event *ev)
   const char *mid = g_mime_message_get_message_id(msg);
 
   if (subject != NULL) {
-    cam_event_set(&ev->title, subject);
-    mail_label_once(ev, "subject", subject);
+    char *cut = xstrdup(subject);
+
+    mail_text_tidy(cut, MAIL_SUBJECT_MAX);
+    cam_event_set(&ev->title, cut);
+    mail_label_once(ev, "subject", cut);
+    free(cut);
   }
   mail_label_address(ev, "from", g_mime_message_get_from(msg));
   mail_label_address(ev, "to", g_mime_message_get_to(msg));

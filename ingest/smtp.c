@@ -47,6 +47,9 @@
 /* Replies a client has not read yet, at most: past this, camgate stops
  * reading its commands until the replies are taken. */
 #define SMTP_UNSENT_MAX (64 * 1024)
+/* A camera's alert has a few parts and a few dozen header lines. */
+#define SMTP_MAX_BOUNDARIES 1000
+#define SMTP_MAX_HEADER_LINES 10000
 #define SMTP_AUTH_DELAY_MS 1000
 #define SMTP_ADDR_MAX 512
 #define SMTP_REFUSED_SLOTS 64            /* addresses whose refusals log */
@@ -77,6 +80,15 @@ struct smtp_body {
   char path[3200];
   size_t size;        /* bytes of the message so far */
   int too_big;
+  /* The shape of the message, counted as it arrives: every line that
+   * starts with "--" (a MIME boundary, an upper bound on the parts) and
+   * every line of a header block (the message's, or a part's after a
+   * boundary). GMime builds an object for each part and header, so a
+   * mail of 200,000 tiny parts within max_size took 600 MB to parse. */
+  size_t boundaries;
+  size_t header_lines;
+  int in_body;        /* past the current header block's blank line */
+  int too_complex;
 };
 
 struct smtp_session {
@@ -247,8 +259,20 @@ smtp_body_add(struct smtp_session *s, const char *line, size_t n)
   struct smtp_body *b = &s->body;
 
   b->size += n + 2;
-  if (b->too_big || b->size > s->cfg->smtp.max_size) {
-    b->too_big = 1;
+  if (n >= 2 && line[0] == '-' && line[1] == '-') {
+    b->boundaries++;
+    b->in_body = 0;
+  } else if (!b->in_body) {
+    if (n == 0)
+      b->in_body = 1;
+    else
+      b->header_lines++;
+  }
+  if (b->boundaries > SMTP_MAX_BOUNDARIES ||
+      b->header_lines > SMTP_MAX_HEADER_LINES)
+    b->too_complex = 1;
+  if (b->too_big || b->too_complex || b->size > s->cfg->smtp.max_size) {
+    b->too_big |= b->size > s->cfg->smtp.max_size;
     return;
   }
   if (b->spill == NULL && b->len + n + 2 > SMTP_BODY_MEM_MAX) {
@@ -390,6 +414,19 @@ smtp_data_end(struct smtp_session *s)
              s->camera ? s->camera->id : "-", s->body.size,
              s->cfg->smtp.max_size);
     smtp_reply(s, "552 5.3.4 Message too big for this system");
+    smtp_envelope_reset(s);
+    smtp_set_state(s, SMTP_ST_COMMAND);
+    return;
+  }
+  if (s->body.too_complex) {
+    log_warn("smtp", "session=%016" PRIx64 " camera=%s boundaries=%zu "
+             "header_lines=%zu max_boundaries=%d max_header_lines=%d "
+             "msg=\"message refused: more MIME parts or header lines than "
+             "any camera sends\"", s->id, s->camera ? s->camera->id : "-",
+             s->body.boundaries, s->body.header_lines, SMTP_MAX_BOUNDARIES,
+             SMTP_MAX_HEADER_LINES);
+    smtp_reply(s, "554 5.6.0 Message structure too complex (too many MIME "
+               "parts or header lines)");
     smtp_envelope_reset(s);
     smtp_set_state(s, SMTP_ST_COMMAND);
     return;

@@ -174,6 +174,44 @@ class SmtpErrors(lib.EventAsserts, unittest.TestCase):
     self.assert_code(c.cmd("RSET"), 250)
     self.no_event_with(tag, 3)
 
+  def test_message_of_too_many_parts_or_headers_554(self):
+    """Within max_size, but built to make a MIME parser hoard memory:
+    1,500 parts, or 12,000 folded header lines. Refused with 554 after
+    the dot, logged, nothing stored, and the session goes on."""
+    tag = "complex-%d" % time.time_ns()
+    parts = b"".join(b"--b\r\nContent-Type: image/jpeg\r\n\r\nx\r\n"
+                     for _ in range(1500))
+    many_parts = (b"Subject: Motion " + tag.encode() + b"\r\n"
+                  b"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+                  + parts + b"--b--\r\n")
+    folded = (b"Subject: Motion " + tag.encode() + b"\r\n"
+              + b"X-Pad: a\r\n" + b" continued\r\n" * 12000
+              + b"\r\nbody\r\n")
+    since = self.gw.log_mark()
+    c = self.session()
+    for msg in (many_parts, folded):
+      self.to_data(c)
+      c.send(msg + b".\r\n")
+      self.assert_code(c.read_reply(30), 554, "5.6.0")
+    self.assertTrue(self.gw.wait_log(r"camera=cam-shed boundaries=1501 "
+                                     r"header_lines=\d+ .*more MIME parts "
+                                     r"or header lines", 5, since))
+    self.no_event_with(tag, 2)
+    self.assert_still_serves()
+
+  def test_long_subject_is_cut(self):
+    tag = "longsubj-%d" % time.time_ns()
+    subject = "Motion " + tag + " " + "é" * 3000
+    c = self.session()
+    self.to_data(c)
+    c.send(("Subject: %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "\r\nbody\r\n.\r\n" % subject).encode())
+    self.assert_code(c.read_reply(30), 250)
+    m, ev = self.wait_event("cam-shed", self.mark,
+                            lambda e: tag in (e.get("title") or ""))
+    self.assertLessEqual(len(ev["title"].encode()), 998)
+    self.assertTrue(ev["title"].startswith("Motion " + tag + " éé"))
+
   # ---------------------------------------------------- command errors
   def test_unknown_command_500(self):
     c = self.session(None)
