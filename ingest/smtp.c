@@ -175,8 +175,11 @@ smtp_reply(struct smtp_session *s, const char *fmt, ...)
   va_list ap;
 
   /* Every refusal counts towards SMTP_MAX_ERRORS, so a client that keeps
-   * sending what is refused is cut off instead of filling the log. */
-  if ((fmt[0] == '4' || fmt[0] == '5') && strncmp(fmt, "421", 3) != 0)
+   * sending what is refused is cut off instead of filling the log; but
+   * not 452 for recipients past the limit, which RFC 5321 (3.5.3) has a
+   * client answer by sending them in another transaction. */
+  if ((fmt[0] == '4' || fmt[0] == '5') && strncmp(fmt, "421", 3) != 0 &&
+      strncmp(fmt, "452", 3) != 0)
     s->errors++;
   va_start(ap, fmt);
   evbuffer_add_vprintf(out, fmt, ap);

@@ -212,6 +212,23 @@ class SmtpErrors(lib.EventAsserts, unittest.TestCase):
     self.assertLessEqual(len(ev["title"].encode()), 998)
     self.assertTrue(ev["title"].startswith("Motion " + tag + " éé"))
 
+  def test_recipients_over_the_limit_452_session_goes_on(self):
+    """150 pipelined RCPTs: the first 100 (smtp.max_recipients) get 250,
+    the rest 452 (send them again later, RFC 5321 3.5.3), which does not
+    count as an error that closes the session; the mail goes out."""
+    tag = "many-rcpts-%d" % time.time_ns()
+    c = self.session()
+    self.assert_code(c.cmd("MAIL FROM:<cam@example.com>"), 250)
+    c.send(b"".join(b"RCPT TO:<a%d@example.net>\r\n" % i
+                    for i in range(150)))
+    codes = [c.read_reply(10).code for _ in range(150)]
+    self.assertEqual(codes, [250] * 100 + [452] * 50)
+    self.assert_code(c.cmd("DATA"), 354)
+    c.send(lib.simple_message("Motion detected " + tag) + b".\r\n")
+    self.assert_code(c.read_reply(30), 250)
+    self.wait_event("cam-shed", self.mark,
+                    lambda e: tag in (e.get("title") or ""))
+
   # ---------------------------------------------------- command errors
   def test_unknown_command_500(self):
     c = self.session(None)
