@@ -77,9 +77,11 @@ class Abuse(unittest.TestCase):
         break
     grown = self.rss_kb() - before
     # Unbounded, 4 s of this took camgate past 300 MB; bounded, the
-    # kernel's socket buffers stop the client within a few MB.
+    # kernel's socket buffers stop the client within a few MB. (The
+    # margin is for AddressSanitizer's builds, whose freed memory waits
+    # in a quarantine instead of being reused.)
     self.assertLess(sent, 64 * 1024 * 1024, "camgate kept reading")
-    self.assertLess(grown, 16 * 1024, "RSS grew by %d KB" % grown)
+    self.assertLess(grown, 64 * 1024, "RSS grew by %d KB" % grown)
     # Still alive and serving others.
     c = lib.smtp_session(self.port)
     self.assertEqual(c.cmd("NOOP").code, 250)
