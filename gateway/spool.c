@@ -76,11 +76,12 @@ struct job {
   spool_written_fn written;
   /* JOB_PRUNE */
   int64_t retention_s;
-  int64_t pruned;            /* by this job */
   int64_t pruned_before;     /* by the jobs of the same prune before it */
-  /* JOB_ORPHANS: the backends that stay; pruned counts those given up */
+  /* JOB_ORPHANS: the backends that stay */
   char **names;
   size_t nnames;
+  /* JOB_PRUNE, JOB_ORPHANS: events removed, or deliveries given up */
+  int64_t changed;
   /* completion */
   void *arg;
   int ok;
@@ -795,7 +796,7 @@ spool_write_prune(struct spool *sp, struct job *j)
         unlink(path);
     }
     if (i == 2)
-      j->pruned = sqlite3_changes(sp->wdb);
+      j->changed = sqlite3_changes(sp->wdb);
     spool_fin(st);
     if (r != SQLITE_DONE)
       return -1;
@@ -827,7 +828,7 @@ spool_write_orphans(struct spool *sp, struct job *j)
   rc = sqlite3_prepare_v2(sp->wdb, sql->str, -1, &st, NULL) == SQLITE_OK &&
        sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
   if (rc == 0)
-    j->pruned = sqlite3_changes(sp->wdb);
+    j->changed = sqlite3_changes(sp->wdb);
   else
     log_error("spool", "error=\"%s\" msg=\"could not give up the "
               "deliveries of removed backends\"", sqlite3_errmsg(sp->wdb));
@@ -1028,18 +1029,18 @@ spool_batch_done(void *arg)
       pthread_mutex_lock(&j->sp->recent_lock);
       spool_recent_prune(j->sp, now_ms() - j->retention_s * 1000);
       pthread_mutex_unlock(&j->sp->recent_lock);
-      if (j->pruned == SPOOL_PRUNE_BATCH && !spool_stopping(j->sp))
+      if (j->changed == SPOOL_PRUNE_BATCH && !spool_stopping(j->sp))
         spool_prune_from(j->sp, j->retention_s,
-                         j->pruned_before + j->pruned);
-      else if (j->pruned_before + j->pruned > 0)
+                         j->pruned_before + j->changed);
+      else if (j->pruned_before + j->changed > 0)
         log_info("spool", "pruned=%" PRId64 " retention_s=%" PRId64
                  " msg=\"alerts past spool.retention removed\"",
-                 j->pruned_before + j->pruned, j->retention_s);
+                 j->pruned_before + j->changed, j->retention_s);
     }
-    if (j->type == JOB_ORPHANS && j->ok && j->pruned > 0)
+    if (j->type == JOB_ORPHANS && j->ok && j->changed > 0)
       log_warn("spool", "deliveries=%" PRId64 " msg=\"alerts not yet "
                "delivered to backends no longer in the config given up\"",
-               j->pruned);
+               j->changed);
     if (j->type == JOB_EVENT && j->stored)
       j->stored(j->arg, j->ok, j->ok ? j->event_id : 0);
     else if (j->type == JOB_UPDATE && j->written)
