@@ -8,6 +8,7 @@
 #include "backends/backend.h"
 #include "gateway/log.h"
 #include "gateway/router.h"
+#include "ingest/kind.h"
 
 #define CHECK_MAX_ROUTES 64
 #define CHECK_TIME_LEN 64
@@ -282,4 +283,51 @@ check_event_print(const struct config *cfg, const struct cam_event *ev,
     check_print_limits(&cam, f);
     fputc('\n', f);
   }
+}
+
+/* Whether some alert can have kind k: a built-in one, "alert", or one a
+ * pattern of smtp.kinds gives. */
+static int
+check_kind_made(const struct config *cfg, const char *k)
+{
+  if (kind_is_builtin(k))
+    return 1;
+  for (size_t i = 0; i < cfg->smtp.nkinds; i++)
+    if (strcmp(cfg->smtp.kinds[i].kind, k) == 0)
+      return 1;
+  return 0;
+}
+
+int
+check_print_kind_warnings(const struct config *cfg, FILE *f)
+{
+  int n = 0;
+
+  for (size_t i = 0; i < cfg->nrules; i++) {
+    const struct match_list *m = &cfg->rules[i].kind;
+
+    for (size_t j = 0; j < m->n; j++) {
+      if (strpbrk(m->globs[j], "*?[") || check_kind_made(cfg, m->globs[j]))
+        continue;
+      fprintf(f, "warning: %s: rules[%zu].match.kind[%zu]: no alert has the "
+              "kind \"%s\" (neither a built-in kind nor one of smtp.kinds), "
+              "so it never matches; check the spelling\n", cfg->path, i, j,
+              m->globs[j]);
+      n++;
+    }
+  }
+  for (size_t i = 0; i < cfg->ncameras; i++) {
+    const struct camera_conf *cc = &cfg->cameras[i];
+
+    for (size_t j = 0; j < cc->nkinds; j++) {
+      if (check_kind_made(cfg, cc->kinds[j]))
+        continue;
+      fprintf(f, "warning: %s: cameras[%zu].kinds[%zu]: no alert has the "
+              "kind \"%s\", so Home Assistant shows a sensor that never "
+              "turns on; check the spelling\n", cfg->path, i, j,
+              cc->kinds[j]);
+      n++;
+    }
+  }
+  return n;
 }

@@ -26,4 +26,9 @@ struct cam_event *check_event_parse(const struct config *cfg, int n,
 void check_event_print(const struct config *cfg, const struct cam_event *ev,
                        FILE *f);
 
+/* Prints a "warning: FILE: KEY: ..." line for each kind a rule matches
+ * or a camera announces that no alert can have (a typo such as
+ * "persn"). Returns how many. */
+int check_print_kind_warnings(const struct config *cfg, FILE *f);
+
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "gateway/auth.h"
+#include "gateway/check.h"
 #include "gateway/delivery.h"
 #include "gateway/log.h"
 #include "gateway/notify.h"
@@ -113,6 +114,7 @@ daemon_reload(struct daemon *d)
            "rules=%zu", cfg->path, cfg->ncameras, cfg->nbackends,
            cfg->nrules);
   config_print_warnings(cfg, stderr);
+  check_print_kind_warnings(cfg, stderr);
 }
 
 static void
@@ -258,6 +260,7 @@ daemon_run(const char *config_path)
   /* The same warnings `camgate check` prints: an empty or wide-open
    * config runs, but says so. */
   config_print_warnings(d.cfg, stderr);
+  check_print_kind_warnings(d.cfg, stderr);
   signal(SIGPIPE, SIG_IGN);
   evthread_use_pthreads();
   mail_init();

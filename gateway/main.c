@@ -219,6 +219,7 @@ cmd_check(const char *path)
   }
   config_print_summary(cfg, stdout);
   config_print_warnings(cfg, stdout);
+  check_print_kind_warnings(cfg, stdout);
   if (check_module(cfg, &m) < 0) {
     fprintf(stderr, "camgate: %s is valid, but its HTTP backends cannot "
             "run without %s\n", path, HTTP_MODULE_FILE);

@@ -113,6 +113,25 @@ class CheckEvent(unittest.TestCase):
                          r.stdout)
         self.assertIn("route homeassistant", r.stdout)
 
+  def test_misspelt_kinds_are_warned_about(self):
+    path = os.path.join(self.tmp, "kinds.yaml")
+    with open(path, "w") as f:
+      f.write("smtp:\n  kinds:\n    - {pattern: 'Bird', kind: bird}\n"
+              "cameras:\n  - id: door\n    allow_from: [192.0.2.10]\n"
+              "    kinds: [motion, persn, bird]\n"
+              "backends:\n  - {name: ha, type: mqtt}\n"
+              "rules:\n  - name: typo\n"
+              "    match: {kind: [person, persn, 'veh*', bird]}\n"
+              "    backends: [ha]\n")
+    r = lib.run_camgate(["check", "-c", path])
+    self.assertEqual(r.returncode, 0, r.stderr)
+    warned = [l for l in r.stdout.splitlines() if "no alert has the kind" in l]
+    self.assertEqual(len(warned), 2, r.stdout)
+    self.assertIn("%s: rules[0].match.kind[1]: no alert has the kind "
+                  "\"persn\"" % path, warned[0])
+    self.assertIn("%s: cameras[0].kinds[1]: no alert has the kind \"persn\""
+                  % path, warned[1])
+
   def test_bad_event_exits_2(self):
     for args in (["kind=person"], ["camera=door", "colour=red"],
                  ["camera=door", "time=yesterday"],
