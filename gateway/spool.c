@@ -38,8 +38,8 @@
  * figure the writer copies the WAL itself, as SQLite would have. */
 #define SPOOL_CKPT_PAGES 1000
 #define SPOOL_CKPT_FORCE_PAGES 4000
-#define SPOOL_RAW_SEQ (-1)
-#define SPOOL_OPEN_FILES 64    /* files a batch keeps open for its sync */     /* attachments.seq of the camera's message */
+#define SPOOL_RAW_SEQ (-1)     /* attachments.seq of the camera's message */
+#define SPOOL_OPEN_FILES 64    /* files a batch keeps open for its sync */
 /* Rate-limit state untouched this long is forgotten: longer than any
  * cooldown, bucket period or day it could still matter for. */
 #define SPOOL_RL_KEEP_MS (31LL * 86400 * 1000)
